@@ -1,0 +1,136 @@
+"""Typed schemas for grpolab's own config nodes, registered in Hydra's ConfigStore.
+
+Importing this module is cheap (dataclasses, omegaconf, hydra): the config-only path
+(`python train.py --help`, `python train.py --cfg job`) never imports torch, transformers or trl.
+An unknown key or a wrong type in any node fails at compose time with Hydra's message naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from grpolab.trainer_schema import TrainerSchema
+
+
+@dataclass
+class TinyModelSchema:
+    """Architecture of the embedded tiny Qwen3-shaped model, built locally from `seed`."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 16
+    max_position_embeddings: int = 512
+    initializer_range: float = 0.02
+
+
+@dataclass
+class ModelSchema:
+    """Which model to fine-tune and how to load it."""
+
+    name: str = MISSING  # short name, used in the run name and the card
+    id: str | None = None  # hub id, e.g. google/gemma-3-270m
+    path: str | None = None  # local checkpoint directory; wins over `id`
+    revision: str = "main"
+    dtype: str = "auto"  # auto (bf16 on GPUs that have it, else fp32) | float32 | bfloat16 | float16
+    attn_implementation: str | None = None  # sdpa | eager | flash_attention_2; None: transformers' choice
+    license: str = "apache-2.0"  # the base model's license, written into the card
+    trust_remote_code: bool = False
+    chat_template: str | None = None  # a Jinja template replacing the tokenizer's own
+    gradient_checkpointing: bool = False
+    tiny: TinyModelSchema | None = None  # set: build the embedded tiny model instead of loading one
+    architecture: dict[str, Any] | None = None  # public config.json fields, for planning offline
+
+
+@dataclass
+class DataSchema:
+    """Where prompts (and optional gold answers) come from."""
+
+    name: str = MISSING
+    source: str = MISSING  # arithmetic | hub | jsonl
+    path: str | None = None  # hub dataset id, or a local file / directory
+    subset: str | None = None  # hub config name (gsm8k: main)
+    split: str = "train"
+    prompt_column: str = "prompt"
+    answer_column: str | None = "answer"  # None: no gold answers
+    system_prompt: str | None = None
+    max_examples: int | None = None  # keep the first N after shuffling with `seed`
+    # arithmetic only
+    size: int = 2000
+    max_operand: int = 20
+    operations: list[str] = field(default_factory=lambda: ["+", "-"])
+
+
+@dataclass
+class RewardSchema:
+    """One reward: the function (by `_target_`) and its weight in the total."""
+
+    fn: Any = MISSING  # {_target_: module.function, _partial_: true, ...parameters}
+    weight: float = 1.0
+    on_error: str = "raise"  # raise | none (score None for that completion and count it)
+
+
+@dataclass
+class HardwareSchema:
+    """Where the run executes; the world size and precision are stated here and nowhere else."""
+
+    name: str = MISSING
+    accelerator: str = "cpu"  # cpu | cuda
+    num_processes: int = 1  # processes per machine
+    num_machines: int = 1
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    zero_stage: int | None = None  # DeepSpeed ZeRO stage, None for none
+    offload: bool = False  # ZeRO-3: optimizer states and parameters on the CPU
+    gpu_memory_gb: float = 80.0  # for plan=true
+    torch_threads: int | None = None  # CPU threads per process; None: torch's choice
+    main_process_port: int | None = None  # None: a free port per run
+
+
+@dataclass
+class LoggerSchema:
+    """Experiment tracker; `none` still writes metrics.jsonl and train.log into the run directory."""
+
+    name: str = "none"  # none | wandb | tensorboard
+    project: str = "grpolab"
+    entity: str | None = None
+    mode: str = "auto"  # wandb: auto (online when a key and the network are there) | online | offline
+
+
+@dataclass
+class HubSchema:
+    """Where `push_to_hub=true` uploads the run directory."""
+
+    repo_id: str | None = None
+    private: bool = True
+
+
+@dataclass
+class TrainSchema:
+    """The root of a composed run."""
+
+    model: ModelSchema = MISSING
+    # each entry is checked against RewardSchema by grpolab.validate (OmegaConf cannot type `+reward.x={...}`)
+    reward: dict[str, Any] = field(default_factory=dict)
+    data: DataSchema = MISSING
+    trainer: TrainerSchema = field(default_factory=TrainerSchema)
+    hardware: HardwareSchema = MISSING
+    logger: LoggerSchema = field(default_factory=LoggerSchema)
+    peft: Any = None  # {_target_: peft.LoraConfig, ...} or None
+    hub: HubSchema = field(default_factory=HubSchema)
+    name: str | None = None  # run / card model name; None: <model>-grpo-<rewards>
+    seed: int = 42
+    plan: bool = False  # print the memory plan and stop
+    preflight: str = "auto"  # auto | only | skip
+    resume: str | None = None  # a run directory to continue
+    push_to_hub: bool = False
+
+
+def register() -> None:
+    """Register the root schema as `train_schema` (used first in conf/train.yaml's defaults)."""
+    ConfigStore.instance().store(name="train_schema", node=TrainSchema)

@@ -1,0 +1,124 @@
+"""Prompt datasets: generated arithmetic, a hub dataset (or its local copy), or a JSONL file.
+
+Every option yields a `datasets.Dataset` with a conversational ``prompt`` column (system prompt +
+user turn) and, when the data has gold answers, the configured answer column, which TRL passes to
+the rewards as a keyword.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from grpolab.errors import UserError
+
+
+def arithmetic_rows(size: int, max_operand: int, operations: list[str], seed: int) -> list[dict[str, str]]:
+    """Generate ``size`` arithmetic questions with gold answers, deterministic from ``seed``.
+
+    >>> arithmetic_rows(2, 9, ["+"], seed=0)[0]["answer"].isdigit()
+    True
+    """
+    unknown = [op for op in operations if op not in ("+", "-", "*")]
+    if unknown:
+        raise UserError(f"data.operations has {unknown}; use any of '+', '-', '*'.")
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(size):
+        a, b, op = rng.randint(0, max_operand), rng.randint(0, max_operand), rng.choice(operations)
+        value = a + b if op == "+" else a - b if op == "-" else a * b
+        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": str(value)})
+    return rows
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSONL file, naming the line of the first line that is not a JSON object."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}: line {number} is not valid JSON ({e.msg}). Fix or remove that line.") from e
+            if not isinstance(row, dict):
+                raise UserError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object.")
+            rows.append(row)
+    return rows
+
+
+def _load_rows(data_cfg: Any, seed: int) -> Any:
+    from datasets import Dataset, load_dataset
+
+    if data_cfg.source == "arithmetic":
+        rows = arithmetic_rows(data_cfg.size, data_cfg.max_operand, list(data_cfg.operations), seed)
+        return Dataset.from_list(rows)
+    if data_cfg.source == "jsonl":
+        if not data_cfg.path:
+            raise UserError("data.path is required for data=jsonl: data.path=/path/to/prompts.jsonl")
+        path = Path(data_cfg.path).expanduser()
+        if not path.is_file():
+            raise UserError(f"data.path={data_cfg.path!r}: no such file. Point data.path at a JSONL file.")
+        rows = read_jsonl(path)
+        if not rows:
+            raise UserError(f"data.path={data_cfg.path!r} holds no rows. Give it one JSON object per line.")
+        return Dataset.from_list(rows)
+    if data_cfg.source == "hub":
+        local = Path(str(data_cfg.path)).expanduser()
+        try:
+            if local.is_file():
+                kind = "json" if local.suffix in (".jsonl", ".json") else local.suffix.lstrip(".")
+                return load_dataset(kind, data_files=str(local), split="train")
+            return load_dataset(str(data_cfg.path), data_cfg.subset, split=data_cfg.split)
+        except (FileNotFoundError, ConnectionError, OSError, ValueError) as e:
+            raise UserError(
+                f"data.path={data_cfg.path!r} could not be loaded "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                "Offline, download it on a connected machine (`hf download --repo-type dataset "
+                f"{data_cfg.path}`) or point data.path at a local copy."
+            ) from e
+    raise UserError(f"data.source={data_cfg.source!r} is unknown; use arithmetic, hub or jsonl.")
+
+
+def build_dataset(data_cfg: Any, seed: int) -> Any:
+    """Load the configured data and shape it into a conversational ``prompt`` column plus gold answers."""
+    ds = _load_rows(data_cfg, seed)
+    columns = list(ds.column_names)
+    where = data_cfg.path or data_cfg.name
+    if data_cfg.prompt_column not in columns:
+        raise UserError(
+            f"data.prompt_column={data_cfg.prompt_column!r} is not a column of {where}; it has {columns}. "
+            "Set data.prompt_column to one of them."
+        )
+    if data_cfg.answer_column and data_cfg.answer_column not in columns:
+        raise UserError(
+            f"data.answer_column={data_cfg.answer_column!r} is not a column of {where}; it has {columns}. "
+            "Set data.answer_column to one of them, or data.answer_column=null when there are no gold answers."
+        )
+    if len(ds) == 0:
+        raise UserError(f"{where} has no examples.")
+    system = data_cfg.system_prompt
+    prompt_col = data_cfg.prompt_column
+
+    def to_chat(example: dict[str, Any]) -> dict[str, Any]:
+        text = example[prompt_col]
+        if isinstance(text, list):  # already conversational
+            return {"prompt": text}
+        turns = [{"role": "system", "content": system}] if system else []
+        return {"prompt": [*turns, {"role": "user", "content": str(text)}]}
+
+    keep = {prompt_col, data_cfg.answer_column} - {None}
+    ds = ds.remove_columns([c for c in columns if c not in keep])
+    if prompt_col != "prompt":
+        ds = ds.rename_column(prompt_col, "prompt_text").map(
+            lambda ex: to_chat({prompt_col: ex["prompt_text"]}), remove_columns=["prompt_text"]
+        )
+    else:
+        ds = ds.map(to_chat)
+    ds = ds.shuffle(seed=seed)
+    if data_cfg.max_examples:
+        ds = ds.select(range(min(data_cfg.max_examples, len(ds))))
+    return ds

@@ -1,0 +1,196 @@
+"""Tokenizer and model loading, and the builder of the embedded tiny model.
+
+The tiny model is a Qwen3-architecture causal LM with random weights and a character-level
+tokenizer made in-process. Its vocabulary holds ``<think>``, ``</think>``, ``<answer>`` and
+``</answer>`` as single (non-special, so they survive decoding) tokens, and it has a ChatML
+chat template. It is built deterministically from the architecture and the seed, saved once
+under ``$GRPOLAB_CACHE`` (default ``~/.cache/grpolab``) and then loaded from there like any
+other checkpoint, so real models and the tiny one go through the same code path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from grpolab.errors import UserError
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+
+
+def cache_root() -> Path:
+    """Where built artefacts (the tiny model) are cached: ``$GRPOLAB_CACHE`` or ``~/.cache/grpolab``."""
+    return Path(os.environ.get("GRPOLAB_CACHE", Path.home() / ".cache" / "grpolab"))
+
+
+def build_tiny_tokenizer() -> Any:
+    """Build the character-level tokenizer of the tiny model (deterministic; no download)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + TAG_TOKENS)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):  # all 256 bytes: any text round-trips
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False), pre_tokenizers.Split("", "isolated")]
+    )
+    tok.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tokenizer.add_tokens(TAG_TOKENS)  # already in the vocabulary: marks them as whole-word, non-special
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def tiny_model_dir(arch: dict[str, Any], seed: int) -> Path:
+    """Build (once) and return the directory of the tiny model for this architecture and seed."""
+    key = hashlib.sha256(json.dumps({"arch": arch, "seed": seed, "v": 3}, sort_keys=True).encode()).hexdigest()[:12]
+    target = cache_root() / "tiny" / f"tiny-{key}"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    import torch
+    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **arch,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen3ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=True
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(target)  # atomic: a concurrent builder wins or loses whole
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    host, _, port = endpoint.partition(":")
+    try:
+        with socket.create_connection((host, int(port or 443)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_model_source(model_cfg: Any, seed: int) -> str:
+    """Return a local directory or a hub id to load, failing fast with a clear message when unreachable."""
+    if model_cfg.path:
+        path = Path(model_cfg.path).expanduser()
+        if not path.is_dir():
+            raise UserError(f"model.path={model_cfg.path!r} is not a directory. Point it at a saved model directory.")
+        if not (path / "config.json").exists():
+            raise UserError(
+                f"model.path={model_cfg.path!r} has no config.json, so it is not a model directory. "
+                "Point it at a directory written by save_pretrained (a grpolab run directory is one)."
+            )
+        return str(path.resolve())
+    if model_cfg.tiny is not None:
+        return str(tiny_model_dir(dict(model_cfg.tiny), seed))
+    if not model_cfg.id:
+        raise UserError("model.id or model.path must be set for a model without `tiny`.")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(
+            model_cfg.id,
+            revision=model_cfg.revision,
+            local_files_only=True,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"],
+        )
+    except Exception:
+        pass
+    if not _hub_reachable():
+        raise UserError(
+            f"model {model_cfg.id!r} (revision {model_cfg.revision}) is not in the local Hugging Face cache and "
+            "the hub "
+            f"is not reachable. Either run `hf download {model_cfg.id}` on a connected machine (and copy the cache "
+            f"here), or pass model.path=/path/to/a/local/copy."
+        )
+    return model_cfg.id
+
+
+def load_tokenizer(source: str, model_cfg: Any) -> Any:
+    """Load the tokenizer, apply a configured chat template, and make sure it can pad."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        source,
+        revision=None if Path(source).is_dir() else model_cfg.revision,
+        trust_remote_code=model_cfg.trust_remote_code,
+    )
+    if model_cfg.chat_template:
+        tokenizer.chat_template = model_cfg.chat_template
+    if not tokenizer.chat_template:
+        raise UserError(
+            f"the tokenizer of {source} has no chat template; set model.chat_template to a Jinja template "
+            "(conversational prompts need one)."
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def torch_dtype(model_cfg: Any, hardware_cfg: Any) -> Any:
+    """The dtype to load weights in: `auto` means bf16 on CUDA GPUs that support it, fp32 elsewhere."""
+    import torch
+
+    if model_cfg.dtype != "auto":
+        return getattr(torch, model_cfg.dtype)
+    if hardware_cfg.accelerator == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_model(source: str, model_cfg: Any, hardware_cfg: Any) -> Any:
+    """Load the causal LM from a directory or hub id (safetensors only)."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {
+        "dtype": torch_dtype(model_cfg, hardware_cfg),
+        "trust_remote_code": model_cfg.trust_remote_code,
+        "use_safetensors": True,
+    }
+    if not Path(source).is_dir():
+        kwargs["revision"] = model_cfg.revision
+    if model_cfg.attn_implementation:
+        kwargs["attn_implementation"] = model_cfg.attn_implementation
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise UserError(f"could not load model from {source}: {e}") from e

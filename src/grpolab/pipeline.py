@@ -1,0 +1,145 @@
+"""The straight line of a run: build tokenizer, model, data, rewards and GRPOConfig; train; save.
+
+Every rank of a multi-process run goes through `run` with the same frozen config; only the main
+process writes run.json, metrics and the card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from grpolab.trainer_schema import TrainerSchema
+
+log = logging.getLogger("grpolab")
+_TRAINER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerSchema)}
+
+
+def trainer_overrides(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """The trainer fields whose value differs from TRL's default (what the YAML and CLI actually set)."""
+    values = OmegaConf.to_container(trainer_cfg, resolve=True)
+    assert isinstance(values, dict)
+    return {k: v for k, v in values.items() if k not in _TRAINER_DEFAULTS or _TRAINER_DEFAULTS[k] != v}
+
+
+def deepspeed_config(hw: DictConfig) -> dict[str, Any] | None:
+    """The DeepSpeed config for the hardware option (None without ZeRO); `auto` values are filled by TRL."""
+    if hw.zero_stage is None:
+        return None
+    zero: dict[str, Any] = {"stage": hw.zero_stage, "overlap_comm": False, "contiguous_gradients": True}
+    if hw.zero_stage == 3:
+        zero |= {
+            "stage3_gather_16bit_weights_on_model_save": True,
+            "stage3_prefetch_bucket_size": "auto",
+            "stage3_param_persistence_threshold": "auto",
+            "reduce_bucket_size": "auto",
+        }
+    if hw.offload:
+        zero |= {
+            "offload_optimizer": {"device": "cpu", "pin_memory": True},
+            "offload_param": {"device": "cpu", "pin_memory": True},
+        }
+    return {
+        "zero_optimization": zero,
+        "bf16": {"enabled": hw.precision == "bf16"},
+        "fp16": {"enabled": hw.precision == "fp16"},
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+    }
+
+
+def grpo_config(cfg: DictConfig, run_dir: Path, reward_weights: list[float]) -> Any:
+    """Build `trl.GRPOConfig` from the trainer node plus the facts other groups own."""
+    from trl import GRPOConfig
+
+    hw = cfg.hardware
+    report_to = {"none": "none", "wandb": ["wandb"], "tensorboard": ["tensorboard"]}[cfg.logger.name]
+    return GRPOConfig(
+        **trainer_overrides(cfg.trainer),
+        output_dir=str(run_dir),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        run_name=cfg.name,
+        reward_weights=reward_weights,
+        report_to=report_to,
+        use_cpu=hw.accelerator == "cpu",
+        bf16=hw.precision == "bf16",
+        fp16=hw.precision == "fp16",
+        deepspeed=deepspeed_config(hw),
+        gradient_checkpointing=bool(cfg.model.gradient_checkpointing),
+    )
+
+
+def setup_process(cfg: DictConfig, run_dir: Path) -> None:
+    """Per-process settings before torch does any work: threads, tracker environment, seeds."""
+    import torch
+
+    if cfg.hardware.torch_threads:
+        torch.set_num_threads(cfg.hardware.torch_threads)
+    if cfg.logger.name == "wandb":
+        from grpolab.trackers import configure_wandb
+
+        configure_wandb(cfg, run_dir)
+    if cfg.logger.name == "tensorboard":
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train the configured run into ``run_dir``; returns the final metrics (rank 0's view)."""
+    from grpolab.callbacks import RunRecorder
+    from grpolab.data import build_dataset
+    from grpolab.models import load_model, load_tokenizer, resolve_model_source
+    from grpolab.rewards import build as build_rewards
+
+    setup_process(cfg, run_dir)
+    source = resolve_model_source(cfg.model, cfg.seed)
+    tokenizer = load_tokenizer(source, cfg.model)
+    dataset = build_dataset(cfg.data, cfg.seed)
+    reward_funcs, weights = build_rewards(cfg.reward)
+    args = grpo_config(cfg, run_dir, weights)  # before the model: it initialises the distributed state
+    model = load_model(source, cfg.model, cfg.hardware)
+    peft_config = None
+    if cfg.peft:
+        from hydra.utils import instantiate
+
+        peft_config = instantiate(cfg.peft)
+
+    from trl import GRPOTrainer
+
+    recorder = RunRecorder(cfg, run_dir, reward_funcs)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[recorder],
+    )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # RunRecorder logs a compact line per step instead
+    recorder.attach(trainer)
+    trainer.train(resume_from_checkpoint=cfg.resume and _latest_checkpoint(run_dir))
+    trainer.save_model(str(run_dir))
+    return recorder.finish(trainer)
+
+
+def _latest_checkpoint(run_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+
+
+def write_card(cfg: DictConfig, run_dir: Path) -> None:
+    """Render the run's model card (README.md) from run.json, the config and the metrics history."""
+    from grpolab.card import write_card as _write
+
+    _write(run_dir, cfg=cfg)

@@ -1,0 +1,51 @@
+"""Per-rank entry of a multi-process run, started by `accelerate launch` from grpolab.launch.
+
+    accelerate launch --num_processes 2 -m grpolab.worker outputs/runs/<date>/<time>
+
+Every rank reads the run directory's frozen config.yaml (no Hydra composition here); rank 0
+writes run.json, metrics and the card.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from grpolab import runinfo
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the run whose directory is the single argument; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    run_dir = Path(argv[0])
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"[%(asctime)s][rank{rank}][%(name)s][%(levelname)s] - %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(run_dir / "train.log")],
+    )
+    cfg = runinfo.load_frozen(run_dir)
+    if cfg.hardware.zero_stage is not None and cfg.hardware.accelerator == "cpu":
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+    from grpolab import pipeline
+
+    try:
+        pipeline.run(cfg, run_dir)
+    except Exception as e:
+        logging.getLogger("grpolab").error("rank %d failed:\n%s", rank, traceback.format_exc())
+        if rank == 0:
+            runinfo.update_run(
+                run_dir, status="failed", finished_at=runinfo.now(), error=f"rank {rank}: {type(e).__name__}: {e}"
+            )
+            pipeline.write_card(cfg, run_dir)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
