@@ -1,0 +1,42 @@
+"""Shared helpers: run `python train.py ...` as a user would, and session-wide tiny runs to inspect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_train(*overrides: str, env: dict[str, str] | None = None, timeout: float = 600, multirun: bool = False,
+              cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run `python train.py [-m] overrides...` from the repository root; returns the finished process."""
+    cmd = [sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *overrides]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
+    """Fail with the process's output when it did not exit 0."""
+    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished `debug=smoke` run directory (a few seconds of training)."""
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    assert_ok(run_train("debug=smoke", f"hydra.run.dir={run_dir}"))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of the embedded default (`python train.py`), as `make train` runs it."""
+    run_dir = tmp_path_factory.mktemp("default") / "run"
+    assert_ok(run_train(f"hydra.run.dir={run_dir}"))
+    return run_dir
