@@ -12,8 +12,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_train(*overrides: str, env: dict[str, str] | None = None, timeout: float = 600, multirun: bool = False,
-              cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def run_train(
+    *overrides: str, env: dict[str, str] | None = None, timeout: float = 600, multirun: bool = False, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
     """Run `python train.py [-m] overrides...` from the repository root; returns the finished process."""
     cmd = [sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *overrides]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -23,7 +24,9 @@ def run_train(*overrides: str, env: dict[str, str] | None = None, timeout: float
 
 def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
     """Fail with the process's output when it did not exit 0."""
-    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    )
 
 
 @pytest.fixture(scope="session")
