@@ -1,8 +1,9 @@
-"""Helpers shared by the reward functions: completion shapes and the think/answer tags."""
+"""Helpers shared by the reward functions: completion shapes, the think/answer tags, lengths."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE = "<think>", "</think>", "<answer>", "</answer>"
@@ -13,6 +14,8 @@ ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 def completion_text(completion: Any) -> str:
     """Return the text of one completion, plain (``"..."``) or conversational (``[{"role", "content"}]``).
 
+    Only assistant turns count; a message's content may also be a list of parts (``{"type": "text", "text": ...}``).
+
     >>> completion_text([{"role": "assistant", "content": "hi"}])
     'hi'
     >>> completion_text("hi")
@@ -21,7 +24,12 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, str):
         return completion
     if isinstance(completion, dict):
-        return str(completion.get("content") or "")
+        if "content" not in completion and "text" in completion:  # a content part
+            return str(completion.get("text") or "")
+        content = completion.get("content")
+        if isinstance(content, list | tuple):
+            return "".join(completion_text(part) for part in content)
+        return "" if content is None else str(content)
     if isinstance(completion, list | tuple):
         return "".join(
             completion_text(m)
@@ -39,3 +47,14 @@ def extract_answer(text: str) -> str | None:
     """
     found = ANSWER_RE.findall(text)
     return found[-1].strip() if found else None
+
+
+def lengths(completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None) -> list[int]:
+    """Length of each completion in tokens when TRL passes ``completion_ids``, else in whitespace-separated words.
+
+    >>> lengths(["a b c", ""]), lengths(["a b c"], completion_ids=[[1, 2, 3, 4]])
+    ([3, 0], [4])
+    """
+    if completion_ids is not None and len(completion_ids) == len(completions):
+        return [len(ids) for ids in completion_ids]
+    return [len(completion_text(c).split()) for c in completions]

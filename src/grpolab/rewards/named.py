@@ -1,0 +1,157 @@
+"""The wrapper TRL sees for each configured reward: its config name, its error policy, its checks.
+
+TRL names a reward's metrics after ``__name__`` (``rewards/<name>/mean``) and awaits any callable
+whose ``__call__`` is a coroutine function, gathering several such rewards concurrently. So a
+reward configured as ``reward.mine`` becomes ``NamedReward("mine", fn)``, or
+``AsyncNamedReward("mine", fn)`` when ``fn`` is ``async def``; both are picklable when ``fn`` is
+(module-level functions, partials of them, instances of module-level classes).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+ON_ERROR = ("raise", "none")
+
+
+class RewardError(RuntimeError):
+    """A reward raised or returned something TRL cannot use; the message names the reward."""
+
+
+def is_async(fn: Any) -> bool:
+    """Whether calling ``fn`` returns a coroutine (functions, partials, instances with ``async def __call__``).
+
+    >>> async def f(completions, **kwargs): ...
+    >>> is_async(functools.partial(f, x=1)), is_async(len)
+    (True, False)
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or (callable(fn) and inspect.iscoroutinefunction(fn.__call__))
+
+
+def check_scores(name: str, scores: Any, n: int) -> list[float | None]:
+    """Return ``scores`` as ``n`` floats or None, or raise `RewardError` saying what is wrong with them.
+
+    Accepts lists, tuples and array-likes (``.tolist()``) of real numbers (numpy scalars included);
+    refuses booleans, strings, NaN and infinities, which would silently poison the group's advantage.
+
+    >>> check_scores("r", (1, None, 0.5), 3)
+    [1.0, None, 0.5]
+    """
+    if hasattr(scores, "tolist") and not isinstance(scores, list | tuple):
+        scores = scores.tolist()
+    if not isinstance(scores, list | tuple):
+        raise RewardError(f"reward {name!r} returned {type(scores).__name__}, expected a list of {n} floats or None")
+    if len(scores) != n:
+        raise RewardError(f"reward {name!r} returned {len(scores)} scores for {n} completions (one per completion)")
+    out: list[float | None] = []
+    for s in scores:
+        if s is None:
+            out.append(None)
+        elif isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(float(s)):
+            raise RewardError(f"reward {name!r} returned {s!r}; every score must be a finite number or None")
+        else:
+            out.append(float(s))
+    return out
+
+
+def _rows(n: int, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split per-completion keyword columns (lists of length ``n``) into one keyword set per completion."""
+    return [{k: [v[i]] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()} for i in range(n)]
+
+
+class NamedReward:
+    """A reward function carrying its config name (TRL reads ``__name__`` for metrics) and error policy.
+
+    The function is called the way TRL calls it, by keyword (``completions=``, ``prompts=``,
+    ``completion_ids=``, every dataset column). With ``on_error="raise"`` an exception stops the
+    run naming the reward, the error and the completion; with ``on_error="none"`` that completion
+    scores None (TRL then leaves it out of this reward) and ``errors`` counts it.
+
+    >>> from grpolab.rewards import tag_count_reward
+    >>> r = NamedReward("tags", tag_count_reward)
+    >>> r.__name__, r(completions=["<think>", "x"])
+    ('tags', [0.25, 0.0])
+    """
+
+    def __init__(self, name: str, fn: Callable[..., Any], on_error: str = "raise") -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"reward.{name}.on_error must be 'raise' or 'none', got {on_error!r}")
+        self.__name__ = name
+        self.fn = fn
+        self.on_error = on_error
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__name__!r}, {self.fn!r}, on_error={self.on_error!r})"
+
+    def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
+        """Score ``completions`` (TRL passes every dataset column as a keyword)."""
+        try:
+            return check_scores(self.__name__, self.fn(completions=completions, **kwargs), len(completions))
+        except RewardError:
+            raise
+        except Exception as e:
+            if len(completions) == 1:
+                return self._failed(completions[0], e)
+        # score one completion at a time to find the ones that fail
+        scores: list[float | None] = []
+        for completion, row in zip(completions, _rows(len(completions), kwargs)):
+            try:
+                scores += check_scores(self.__name__, self.fn(completions=[completion], **row), 1)
+            except RewardError:
+                raise
+            except Exception as e:
+                scores += self._failed(completion, e)
+        return scores
+
+    def _failed(self, completion: Any, error: Exception) -> list[float | None]:
+        """Apply the error policy to one completion whose scoring raised ``error``."""
+        if self.on_error == "none":
+            self.errors += 1
+            return [None]
+        raise RewardError(
+            f"reward {self.__name__!r} raised {type(error).__name__}: {error} on completion {completion!r:.300}. "
+            f"Fix the reward, or set reward.{self.__name__}.on_error=none to score such completions None."
+        ) from error
+
+
+class AsyncNamedReward(NamedReward):
+    """`NamedReward` for an ``async def`` reward: TRL awaits it and gathers it with the other async rewards.
+
+    >>> import asyncio
+    >>> async def judge(completions, **kwargs):
+    ...     return [float(len(c)) for c in completions]
+    >>> asyncio.run(AsyncNamedReward("judge", judge)(completions=["ab", ""]))
+    [2.0, 0.0]
+    """
+
+    async def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:  # type: ignore[override]
+        """Score ``completions``, awaiting the wrapped coroutine function."""
+        try:
+            return check_scores(self.__name__, await self.fn(completions=completions, **kwargs), len(completions))
+        except RewardError:
+            raise
+        except Exception as e:
+            if len(completions) == 1:
+                return self._failed(completions[0], e)
+        scores: list[float | None] = []
+        for completion, row in zip(completions, _rows(len(completions), kwargs)):
+            try:
+                scores += check_scores(self.__name__, await self.fn(completions=[completion], **row), 1)
+            except RewardError:
+                raise
+            except Exception as e:
+                scores += self._failed(completion, e)
+        return scores
+
+
+def wrap_reward(name: str, fn: Callable[..., Any], on_error: str = "raise") -> NamedReward:
+    """Wrap ``fn`` in the sync or async `NamedReward` that fits it."""
+    return (AsyncNamedReward if is_async(fn) else NamedReward)(name, fn, on_error)
