@@ -73,7 +73,7 @@ def grpo_config(cfg: DictConfig, run_dir: Path, reward_weights: list[float]) -> 
         bf16=hw.precision == "bf16",
         fp16=hw.precision == "fp16",
         deepspeed=deepspeed_config(hw),
-        gradient_checkpointing=bool(cfg.model.gradient_checkpointing),
+        activation_checkpointing=bool(cfg.model.gradient_checkpointing),
     )
 
 
@@ -103,6 +103,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     tokenizer = load_tokenizer(source, cfg.model)
     dataset = build_dataset(cfg.data, cfg.seed)
     reward_funcs, weights = build_rewards(cfg.reward)
+    if cfg.preflight != "skip":
+        from grpolab import preflight
+
+        report = preflight.run(cfg, dataset, reward_funcs, tokenizer, source=source, run_dir=run_dir)
+        if cfg.preflight == "only":
+            return report
     args = grpo_config(cfg, run_dir, weights)  # before the model: it initialises the distributed state
     model = load_model(source, cfg.model, cfg.hardware)
     peft_config = None
