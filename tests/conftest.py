@@ -17,8 +17,8 @@ def run_train(
 ) -> subprocess.CompletedProcess[str]:
     """Run `python train.py [-m] overrides...` from the repository root; returns the finished process."""
     cmd = [sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *overrides]
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
+    full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    full_env.update(PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
 
 

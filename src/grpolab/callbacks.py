@@ -44,6 +44,29 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def latest_samples(logs: dict[str, Any], weights: dict[str, float], k: int = 4) -> list[dict[str, Any]]:
+    """Up to ``k`` completions of the latest generation batch (TRL's ``GRPOTrainer._logs``), best to worst.
+
+    Picks evenly across the ranking by total reward so the card shows the spread, not k near-copies.
+    """
+    completions, prompts = list(logs.get("completion") or []), list(logs.get("prompt") or [])
+    if not completions:
+        return []
+    rewards = {name: list(values) for name, values in logs["rewards"].items()}
+    scores = [{n: None if math.isnan(v[i]) else v[i] for n, v in rewards.items()} for i in range(len(completions))]
+    totals = [sum(weights.get(n, 1.0) * v for n, v in s.items() if v is not None) for s in scores]
+    order = sorted(range(len(completions)), key=lambda i: -totals[i])
+    picked = dict.fromkeys(order[round(j * (len(order) - 1) / max(1, k - 1))] for j in range(min(k, len(order))))
+    out = []
+    for i in picked:
+        prompt, completion = prompts[i], completions[i]
+        if isinstance(completion, list):  # conversational: the assistant turn(s)
+            completion = "".join(str(m.get("content", "")) for m in completion)
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+        out.append({"prompt": messages, "completion": completion, "rewards": scores[i], "total": totals[i]})
+    return out
+
+
 class RunRecorder(TrainerCallback):
     """Records what a run did, on the main process only; the card is refreshed at checkpoints, not every step."""
 
@@ -55,16 +78,25 @@ class RunRecorder(TrainerCallback):
         self.main = True
 
     def attach(self, trainer: Any) -> None:
-        """Remember the trainer (for the live accelerator / engine) and record the real world size."""
+        """Remember the trainer, whose live accelerator and engine say what really runs."""
         self.trainer = trainer
         self.main = trainer.is_world_process_zero()
-        if not self.main:
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        """Record the world size and ZeRO stage of the engine that was built (not copied from the config)."""
+        if not self.main or self.trainer is None:
             return
-        zero_stage = None
-        plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-        if trainer.is_deepspeed_enabled and plugin is not None:
-            zero_stage = int(plugin.zero_stage)
-        runinfo.update_run(self.run_dir, world_size=trainer.accelerator.num_processes, zero_stage=zero_stage)
+        engine = self.trainer.model_wrapped
+        zero_stage = engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else None
+        fields: dict[str, Any] = {"world_size": self.trainer.accelerator.num_processes, "zero_stage": zero_stage}
+        params = list(self.trainer.model.parameters())
+        if params and hasattr(params[0], "ds_numel"):  # ZeRO-3: what this rank holds of each parameter
+            fields["zero3_partition"] = {
+                "numel": sum(p.ds_numel for p in params),
+                "rank0_numel": sum(p.ds_tensor.numel() for p in params),
+            }
+        runinfo.update_run(self.run_dir, **fields)
+        self._write_card()  # the card at the start: status running, no results yet
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """Append each log to metrics.jsonl and the train log."""
@@ -90,16 +122,26 @@ class RunRecorder(TrainerCallback):
         self._record(state.global_step)
 
     def _record(self, step: int, **extra: Any) -> dict[str, Any]:
-        from grpolab.card import write_card
-
         history = read_metrics(self.run_dir)
         steps = [h for h in history if "reward" in h]
         last = steps[-1] if steps else {}
         metrics = {k: v for k, v in last.items() if isinstance(v, int | float)}
         metrics["objective"] = objective(steps)
+        logs = getattr(self.trainer, "_logs", None)  # the latest generation batch, kept by GRPOTrainer
+        if logs:
+            weights = {name: float(spec.weight) for name, spec in self.cfg.reward.items()}
+            extra["samples"] = {"step": step, "items": latest_samples(logs, weights)}
         record = runinfo.update_run(self.run_dir, global_step=step, metrics=metrics, **extra)
-        write_card(self.run_dir, cfg=self.cfg)
+        self._write_card()
         return record
+
+    def _write_card(self) -> None:
+        from grpolab.card import write_card
+
+        try:
+            write_card(self.run_dir, cfg=self.cfg)
+        except Exception:  # a card bug must not end hours of training; it is logged loudly
+            log.exception("could not write the model card; training goes on")
 
     def finish(self, trainer: Any) -> dict[str, Any]:
         """Mark the run completed and write the final card; returns the final metrics."""

@@ -81,10 +81,10 @@ class HardwareSchema:
     """Where the run executes; the world size and precision are stated here and nowhere else."""
 
     name: str = MISSING
-    accelerator: str = "cpu"  # cpu | cuda
+    accelerator: str = "cpu"  # cpu | cuda | auto (cuda when a GPU is visible, else cpu; resolved at launch)
     num_processes: int = 1  # processes per machine
     num_machines: int = 1
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 on cuda, fp32 on cpu; resolved at launch)
     zero_stage: int | None = None  # DeepSpeed ZeRO stage, None for none
     offload: bool = False  # ZeRO-3: optimizer states and parameters on the CPU
     gpu_memory_gb: float = 80.0  # for plan=true

@@ -18,11 +18,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from grpolab import runinfo
+from grpolab import hardware, runinfo
 from grpolab.errors import UserError
 from grpolab.validate import check_output_dir, typed_reward, validate, world_size
 
 log = logging.getLogger("grpolab")
+ZERO3_DEPRECATED_OPS = ("all_gather_into_tensor", "reduce_scatter_tensor")
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -75,40 +76,47 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Non
     )
 
 
-def launch_workers(cfg: DictConfig, run_dir: Path) -> int:
-    """Start `accelerate launch` over grpolab.worker for a multi-process run; returns its exit code."""
+def worker_command(cfg: DictConfig, run_dir: Path, port: int) -> list[str]:
+    """The torchrun command that starts this machine's workers (one launcher per machine).
+
+    torchrun is what `accelerate launch --multi_gpu` runs underneath; using it directly also covers
+    CPU runs (gloo), which `accelerate launch --cpu` cannot start as several processes without MPI.
+    The Trainer builds its accelerator (DeepSpeed plugin, precision) from GRPOConfig on every rank.
+    """
     hw = cfg.hardware
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        str(world_size(cfg)),
-        "--num_machines",
-        str(hw.num_machines),
-        "--main_process_port",
-        str(hw.main_process_port or free_port()),
-        "--mixed_precision",
-        {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[hw.precision],
-        "--dynamo_backend",
-        "no",
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(hw.num_processes)]
     if hw.num_machines > 1:
+        # under Slurm: one launcher per node (srun), rendezvous at the first node of the allocation
         cmd += [
-            "--machine_rank",
+            "--nnodes",
+            str(hw.num_machines),
+            "--node_rank",
             os.environ.get("SLURM_NODEID", "0"),
-            "--main_process_ip",
-            os.environ.get("MASTER_ADDR", "127.0.0.1"),
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            f"{os.environ.get('MASTER_ADDR', '127.0.0.1')}:{port}",
+            "--rdzv_id",
+            os.environ.get("SLURM_JOB_ID", run_dir.name),
         ]
-    if hw.accelerator == "cpu":
-        cmd += ["--cpu"]
     else:
-        cmd += ["--multi_gpu"] if hw.zero_stage is None else []
-    cmd += ["-m", "grpolab.worker", str(run_dir)]
+        cmd += ["--standalone"] if hw.main_process_port is None else ["--master_port", str(port)]
+    return [*cmd, "-m", "grpolab.worker", str(run_dir)]
+
+
+def launch_workers(cfg: DictConfig, run_dir: Path) -> int:
+    """Start the workers of a multi-process run and wait for them; returns the launcher's exit code."""
+    hw = cfg.hardware
+    port = hw.main_process_port or int(os.environ.get("MASTER_PORT", "0")) or free_port()
+    cmd = worker_command(cfg, run_dir, port)
     env = dict(os.environ)
+    # DeepSpeed's ZeRO-3 collectives call deprecated torch APIs: one warning per parameter per step
+    quiet = [f"ignore:`torch.distributed.{op}` is deprecated:FutureWarning" for op in ZERO3_DEPRECATED_OPS]
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), *quiet]))
     if hw.accelerator == "cpu":
-        env.setdefault("DS_ACCELERATOR", "cpu")
-    log.info("launching %d processes: %s", world_size(cfg), " ".join(cmd))
+        env["DS_ACCELERATOR"] = "cpu"
+        env.setdefault("OMP_NUM_THREADS", str(hw.torch_threads or max(1, (os.cpu_count() or 1) // hw.num_processes)))
+    log.info("launching %d process(es) on this machine: %s", hw.num_processes, " ".join(cmd))
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
@@ -120,6 +128,7 @@ def run(cfg: DictConfig) -> float | None:
         check_output_dir(run_dir)
         with open_dict(cfg):
             cfg.name = run_name(cfg)
+            hardware.resolve(cfg.hardware)
             for key in list(cfg.reward):
                 cfg.reward[key] = typed_reward(key, cfg.reward[key])
     except UserError as e:

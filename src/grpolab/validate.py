@@ -13,8 +13,8 @@ from omegaconf.errors import MissingMandatoryValue
 from grpolab.errors import UserError
 
 CHOICES = {
-    "hardware.accelerator": ("cpu", "cuda"),
-    "hardware.precision": ("fp32", "bf16", "fp16"),
+    "hardware.accelerator": ("cpu", "cuda", "auto"),
+    "hardware.precision": ("fp32", "bf16", "fp16", "auto"),
     "logger.name": ("none", "wandb", "tensorboard"),
     "logger.mode": ("auto", "online", "offline"),
     "preflight": ("auto", "only", "skip"),
@@ -73,8 +73,8 @@ def _check_target(where: str, target: str) -> None:
 
 def check_output_dir(run_dir: Path) -> None:
     """Raise when the run directory cannot be created or written."""
-    probe = run_dir
-    while not probe.exists():
+    probe = run_dir.absolute()
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(
