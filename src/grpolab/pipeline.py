@@ -135,7 +135,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     recorder.attach(trainer)
     trainer.train(resume_from_checkpoint=cfg.resume and _latest_checkpoint(run_dir))
     trainer.save_model(str(run_dir))
-    return recorder.finish(trainer)
+    metrics = recorder.finish(trainer)
+    if cfg.push_to_hub and recorder.main:
+        from grpolab.publish import push_at_end
+
+        push_at_end(cfg, run_dir)
+    return metrics
 
 
 def _latest_checkpoint(run_dir: Path) -> str | None:
