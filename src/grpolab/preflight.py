@@ -228,12 +228,40 @@ def _params(fn: Any) -> str:
     return f" with {', '.join(f'{k}={v!r}' for k, v in keywords.items())}" if keywords else ""
 
 
-def check_reward(reward: NamedReward, batches: list[Batch], scores: list[list[float | None]]) -> None:
-    """Raise `UserError` when ``reward`` is dead on the preflight completions or misreads the gold ones."""
+def _check_gold(reward: NamedReward, batch: Batch, scores: list[float | None]) -> None:
+    """Built-in ``format`` and ``accuracy`` must score the correct, well-formatted gold completions high."""
     name = reward.__name__
+    gold = [(i, s) for i, (s, k) in enumerate(zip(scores, batch.kinds)) if k == "gold"]
+    base = _base(reward.fn)
+    if base is format_reward:
+        bad = [i for i, s in gold if s != 1.0]
+        if bad:
+            raise UserError(
+                f"preflight: reward {name!r} scores a correct, well-formatted completion "
+                f"{batch.texts[bad[0]]!r} below 1.0."
+            )
+    if base is accuracy_reward:
+        graded = [(i, s) for i, s in gold if s is not None]
+        correct = sum(s == 1.0 for _, s in graded)
+        if graded and correct < ACCURACY_ON_GOLD * len(graded):
+            i = next(i for i, s in graded if s != 1.0)
+            column = reward.fn.keywords.get("answer_column") if isinstance(reward.fn, functools.partial) else None
+            gold_value = batch.kwargs[column][i] if column in batch.kwargs else None
+            raise UserError(
+                f"preflight: reward {name!r} finds only {correct} of {len(graded)} gold answers correct when they "
+                f"are given as the answer (e.g. {column!r} = {gold_value!r} for completion {batch.texts[i]!r}). "
+                f"Check data.answer_column, reward.{name}.fn.answer_column and the form of the gold answers."
+            )
+
+
+def check_reward(reward: NamedReward, batches: list[Batch], scores: list[list[float | None]]) -> None:
+    """Raise `UserError` when ``reward`` misreads the gold completions or is dead on the preflight completions."""
+    name = reward.__name__
+    _check_gold(reward, batches[0], scores[0])
     values = [s for batch_scores in scores for s in batch_scores if s is not None]
     total = sum(len(s) for s in scores)
-    what = " + ".join(f"{len(b.completions)} {b.label}" for b in batches)
+    what = f"{len(batches[0].completions)} synthetic: {', '.join(KINDS)}"
+    what += "".join(f"; {len(b.completions)} {b.label}" for b in batches[1:])
     if not values:
         raise UserError(
             f"preflight: reward {name!r}{_params(reward.fn)} returned None for all {total} completions ({what}), "
@@ -242,31 +270,9 @@ def check_reward(reward: NamedReward, batches: list[Batch], scores: list[list[fl
     if len(set(values)) == 1:
         raise UserError(
             f"preflight: reward {name!r}{_params(reward.fn)} gives every completion the same score {values[0]!r} "
-            f"({what}: {', '.join(KINDS)}), so its GRPO advantage is zero and nothing is learned from it. "
+            f"({what}), so its GRPO advantage is zero and nothing is learned from it. "
             "Check its parameters and the columns it reads; preflight=skip trains anyway."
         )
-    synthetic = batches[0]
-    gold = [(i, s) for i, (s, k) in enumerate(zip(scores[0], synthetic.kinds)) if k == "gold"]
-    base = _base(reward.fn)
-    if base is format_reward:
-        bad = [i for i, s in gold if s != 1.0]
-        if bad:
-            raise UserError(
-                f"preflight: reward {name!r} scores a correct, well-formatted completion "
-                f"{synthetic.texts[bad[0]]!r} below 1.0."
-            )
-    if base is accuracy_reward:
-        graded = [(i, s) for i, s in gold if s is not None]
-        correct = sum(s == 1.0 for _, s in graded)
-        if graded and correct < ACCURACY_ON_GOLD * len(graded):
-            i = next(i for i, s in graded if s != 1.0)
-            column = reward.fn.keywords.get("answer_column") if isinstance(reward.fn, functools.partial) else None
-            gold_value = synthetic.kwargs.get(column, [None] * (i + 1))[i] if column else None
-            raise UserError(
-                f"preflight: reward {name!r} finds only {correct} of {len(graded)} gold answers correct when they "
-                f"are given as the answer (e.g. gold {gold_value!r} in completion {synthetic.texts[i]!r}). "
-                "Check data.answer_column and the form of the gold answers."
-            )
 
 
 def table(funcs: list[NamedReward], batches: list[Batch], results: dict[str, list[Stats]], ms: float) -> str:
