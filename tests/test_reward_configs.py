@@ -114,7 +114,7 @@ def test_length_and_cosine_follow_the_trainer_and_data_by_default() -> None:
 
 
 def test_weight_and_on_error_sit_beside_each_reward() -> None:
-    cfg = composed("reward=[format,accuracy]", "reward.format.weight=0.25", "+reward.accuracy.on_error=none")
+    cfg = composed("reward=[format,accuracy]", "reward.format.weight=0.25", "reward.accuracy.on_error=none")
     funcs, weights = build(cfg.reward)
     assert weights == [0.25, 1.0]
     assert [f.on_error for f in funcs] == ["raise", "none"]
