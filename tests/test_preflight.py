@@ -17,6 +17,7 @@ from grpolab.data import arithmetic_rows
 from grpolab.errors import UserError
 from grpolab.models import build_tiny_tokenizer
 from grpolab.rewards import build
+from grpolab.rewards.batches import sample_batch, synthetic_batch
 
 USER = REPO / "tests" / "fixtures" / "user_rewards"
 BUILTINS = "reward=[format,tag_count,accuracy,cosine,length,repetition,reasoning_steps]"
@@ -129,7 +130,7 @@ def test_async_rewards_are_awaited(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_table_names_every_reward_and_column(tokenizer: Any) -> None:
     built = funcs(BUILTINS)
-    batch = preflight.synthetic_batch(rows(), "answer", 32, tokenizer)
+    batch = synthetic_batch(rows(), "answer", 32, tokenizer)
     results = {f.__name__: [preflight.stats(preflight.score(f, batch), batch.group_size, batch.kinds)] for f in built}
     text = preflight.table(built, [batch], results, ms=1.0)
     assert "gold" in text and "zero-var groups" in text and "None" in text
@@ -144,7 +145,7 @@ def test_sampled_completions_from_the_model(tokenizer: Any) -> None:
     source = resolve_model_source(cfg.model, cfg.seed)
     model = load_model(source, cfg.model, cfg.hardware)
     data = rows(2)
-    sampled = preflight.sample_batch(model, tokenizer, data, cfg)
+    sampled = sample_batch(model, tokenizer, data, cfg)
     assert len(sampled.completions) == 2 * cfg.trainer.num_generations
     assert all(len(ids) <= cfg.trainer.max_completion_length for ids in sampled.kwargs["completion_ids"])
     report = preflight.check(build(cfg.reward)[0], data, "answer", 8, tokenizer=tokenizer, sampled=sampled)

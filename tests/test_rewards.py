@@ -16,6 +16,7 @@ import pytest
 
 import grpolab.preflight
 import grpolab.rewards.accuracy
+import grpolab.rewards.batches
 import grpolab.rewards.named
 import grpolab.rewards.style
 import grpolab.rewards.tags
@@ -290,6 +291,7 @@ def test_builtin_contract(fn: Callable[..., list[float | None]]) -> None:
         grpolab.rewards.text,
         grpolab.rewards.tags,
         grpolab.rewards.accuracy,
+        grpolab.rewards.batches,
         grpolab.rewards.style,
         grpolab.rewards.named,
         grpolab.preflight,
