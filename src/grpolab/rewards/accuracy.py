@@ -30,6 +30,7 @@ _CACHE: dict[tuple[str, str], float] = {}
 _CACHE_SIZE = 100_000
 POOL_THRESHOLD = 64  # batches at least this large fan out across processes
 POOL_WORKERS = 2
+STARTUP_TIMEOUT_S = 120.0  # starting the workers (spawn + import sympy) on a busy machine
 MAX_PREDICTION_CHARS = 2000  # a longer "answer" is not an answer; it scores 0.0 without parsing
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -85,11 +86,21 @@ def verify_one(gold: str, pred: str, timeout_s: float) -> float:
     return 1.0 if math_verify.verify(gold_parsed, pred_parsed, timeout_seconds=seconds) else 0.0
 
 
+def _warm() -> bool:
+    """Import math-verify (and sympy) in a worker, so that no per-item deadline pays for it."""
+    import math_verify  # noqa: F401
+
+    return True
+
+
 def _pool() -> cf.ProcessPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = cf.ProcessPoolExecutor(max_workers=POOL_WORKERS, mp_context=mp.get_context("spawn"))
+            pool = cf.ProcessPoolExecutor(max_workers=POOL_WORKERS, mp_context=mp.get_context("spawn"))
+            for fut in [pool.submit(_warm) for _ in range(POOL_WORKERS)]:
+                fut.result(timeout=STARTUP_TIMEOUT_S)
+            _POOL = pool
         return _POOL
 
 
