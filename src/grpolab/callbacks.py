@@ -12,36 +12,9 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from grpolab import runinfo
+from grpolab.results import METRICS_JSONL, objective, read_metrics  # pure: the sweep report reads them too
 
 log = logging.getLogger("grpolab")
-METRICS_JSONL = "metrics.jsonl"
-
-
-def objective(history: list[dict[str, Any]], key: str = "reward", tail: float = 0.2) -> float | None:
-    """Mean of ``key`` over the last ``tail`` fraction of logged steps (the sweep objective).
-
-    >>> objective([{"reward": 0.0}, {"reward": 1.0}], tail=0.5)
-    1.0
-    """
-    values = [h[key] for h in history if key in h and isinstance(h[key], int | float)]
-    if not values:
-        return None
-    n = max(1, math.ceil(len(values) * tail))
-    return sum(values[-n:]) / n
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The metrics history of a run directory, one dict per logged step."""
-    path = Path(run_dir) / METRICS_JSONL
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a crash
-            continue
-    return rows
 
 
 def latest_samples(logs: dict[str, Any], weights: dict[str, float], k: int = 4) -> list[dict[str, Any]]:

@@ -190,7 +190,7 @@ def _samples(record: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
 
 def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     """Everything the card shows, from run.json, the resolved config and metrics.jsonl."""
-    from grpolab.callbacks import read_metrics
+    from grpolab.results import read_metrics
 
     record = runinfo.read_run(run_dir)
     history = [h for h in read_metrics(run_dir) if isinstance(h.get("reward"), int | float)]
@@ -285,7 +285,7 @@ def write_card(run_dir: Path, cfg: Any = None) -> Path:
     cfg = runinfo.load_frozen(run_dir) if cfg is None else cfg
     summary = summarize(run_dir, cfg)
     if summary["table"]:
-        from grpolab.callbacks import read_metrics
+        from grpolab.results import read_metrics
 
         results.reward_curves(read_metrics(run_dir), list(cfg.reward), run_dir / PLOT)
     path = run_dir / CARD

@@ -6,10 +6,40 @@ Plots are drawn on matplotlib's Agg canvas: no display, no pyplot state, no glob
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
+METRICS_JSONL = "metrics.jsonl"
 STRIDES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
+
+
+def objective(history: list[dict[str, Any]], key: str = "reward", tail: float = 0.2) -> float | None:
+    """Mean of ``key`` over the last ``tail`` fraction of logged steps (the sweep objective).
+
+    >>> objective([{"reward": 0.0}, {"reward": 1.0}], tail=0.5)
+    1.0
+    """
+    values = [h[key] for h in history if key in h and isinstance(h[key], int | float)]
+    if not values:
+        return None
+    n = max(1, math.ceil(len(values) * tail))
+    return sum(values[-n:]) / n
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The metrics history of a run directory, one dict per logged step."""
+    path = Path(run_dir) / METRICS_JSONL
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a crash
+            continue
+    return rows
 
 
 def series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -70,6 +100,16 @@ def _figure(panels: int, width: float) -> tuple[Any, list[Any]]:
     return fig, axes
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Write the figure through a temporary file and a rename: parallel jobs refresh the same sweep plot."""
+    import os
+
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
 def reward_curves(history: list[dict[str, Any]], names: list[str], path: Path) -> Path | None:
     """Total and per-reward mean reward, and mean completion length, over steps (None: nothing logged yet).
 
@@ -89,8 +129,7 @@ def reward_curves(history: list[dict[str, Any]], names: list[str], path: Path) -
     ax_reward.legend(fontsize="small")
     ax_length.plot(*series(rows, "completions/mean_length"), color="tab:purple")
     ax_length.set_title("mean completion length (tokens)")
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def sweep_curves(curves: dict[str, list[dict[str, Any]]], path: Path, key: str = "reward") -> Path | None:
@@ -110,5 +149,4 @@ def sweep_curves(curves: dict[str, list[dict[str, Any]]], path: Path, key: str =
         ax.plot(steps, values, label=label, marker="." if len(steps) < 30 else None)
     ax.set_title(f"{key} per job")
     ax.legend(fontsize="small", loc="best")
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
