@@ -156,23 +156,48 @@ def user_env() -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(USER), os.environ.get("PYTHONPATH")]))}
 
 
-def test_a_constant_reward_stops_the_run_before_training(tmp_path: Path) -> None:
+STOPPED = [
+    # (case, reward function, what the one message says)
+    ("constant", "mypkg.faulty.constant_reward", ["reward 'mine'", "same score 0.5", "preflight=skip"]),
+    ("raises", "mypkg.faulty.strict_answer", ["reward 'mine'", "ValueError: no <answer> block", "on_error=none"]),
+]
+
+
+@pytest.mark.parametrize(("target", "expected"), [c[1:] for c in STOPPED], ids=[c[0] for c in STOPPED])
+def test_a_dead_reward_stops_the_run_before_training(target: str, expected: list[str], tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_train(
         "debug=smoke",
-        "+reward.const={fn: {_target_: mypkg.faulty.constant_reward, _partial_: true}}",
+        f"+reward.mine={{fn: {{_target_: {target}, _partial_: true}}}}",
         f"hydra.run.dir={run_dir}",
         env=user_env(),
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     assert "Traceback" not in output, output
-    assert output.count("Error:") == 1, output
-    assert "reward 'const'" in output and "same score 0.5" in output, output
+    assert sum(line.startswith("Error:") for line in output.splitlines()) == 1, output
+    for text in expected:
+        assert text in output, output
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed"
-    assert "const" in record["error"]
+    assert "mine" in record["error"]
     assert not (run_dir / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_preflight_skip_trains_with_a_constant_reward(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "debug=smoke",
+        "trainer.max_steps=1",
+        "+reward.const={fn: {_target_: mypkg.faulty.constant_reward, _partial_: true}}",
+        "preflight=skip",
+        f"hydra.run.dir={run_dir}",
+        env=user_env(),
+    )
+    assert_ok(proc)
+    assert "preflight:" not in proc.stdout + proc.stderr
+    assert "preflight" not in json.loads((run_dir / "run.json").read_text())
 
 
 def test_preflight_only_reports_and_stops(tmp_path: Path) -> None:
