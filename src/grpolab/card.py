@@ -96,11 +96,11 @@ def _choices(cfg: DictConfig, run_dir: Path) -> str:
 
 
 def _hyperparameters(cfg: DictConfig, world_size: int, step: int) -> list[tuple[str, Any]]:
-    """The key GRPO settings always, then every other trainer field that differs from TRL's default."""
-    from grpolab.trainer_schema import TrainerSchema
+    """The key GRPO settings always, then every other trainer field that differs from its default."""
+    from grpolab.config import TrainSchema
 
     tr = cfg.trainer
-    defaults = TrainerSchema()
+    defaults = TrainSchema().trainer  # TRL's GRPOConfig defaults, plus grpolab's own trainer switches
     batch = tr.per_device_train_batch_size * world_size * tr.gradient_accumulation_steps
     rows: list[tuple[str, Any]] = [(k, tr[k]) for k in KEY_SETTINGS]
     rows += [
