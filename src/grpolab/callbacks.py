@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from grpolab import runinfo
 from grpolab.results import METRICS_JSONL, objective, read_metrics  # pure: the sweep report reads them too
+from grpolab.resume import mark_complete
 
 log = logging.getLogger("grpolab")
 
@@ -90,8 +91,11 @@ class RunRecorder(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """After a checkpoint: bring run.json up to date and re-render the card (TRL's own card is replaced)."""
+        if self.trainer is not None:
+            self.trainer.accelerator.wait_for_everyone()  # every rank has written its part
         if not self.main:
             return
+        mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
         self._record(state.global_step)
 
     def _record(self, step: int, **extra: Any) -> dict[str, Any]:

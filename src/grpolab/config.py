@@ -111,6 +111,13 @@ class HubSchema:
 
 
 @dataclass
+class TrainerNode(TrainerSchema):
+    """The trainer node: every GRPOConfig field, plus grpolab's own run-control switches."""
+
+    save_on_interrupt: bool = True  # Ctrl-C / SIGTERM: save a checkpoint at the step boundary, then stop
+
+
+@dataclass
 class TrainSchema:
     """The root of a composed run."""
 
@@ -118,7 +125,7 @@ class TrainSchema:
     # each entry is checked against RewardSchema by grpolab.validate (OmegaConf cannot type `+reward.x={...}`)
     reward: dict[str, Any] = field(default_factory=dict)
     data: DataSchema = MISSING
-    trainer: TrainerSchema = field(default_factory=TrainerSchema)
+    trainer: TrainerNode = field(default_factory=TrainerNode)
     hardware: HardwareSchema = MISSING
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     peft: Any = None  # {_target_: peft.LoraConfig, ...} or None

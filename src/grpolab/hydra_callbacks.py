@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
+from grpolab import runinfo
 from grpolab.errors import UserError
 from grpolab.validate import check_output_dir
 
@@ -25,7 +26,20 @@ class OutputDirCheck(Callback):
             sys.exit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Check hydra.run.dir."""
+        """Check hydra.run.dir; with `resume=<run_dir>`, make that directory the run directory."""
+        if config.get("resume"):
+            target = Path(config.resume).expanduser().absolute()
+            if not (target / "run.json").is_file():
+                print(
+                    f"Error: resume={config.resume}: not a run directory (no run.json). "
+                    "Point resume= at a directory written by train.py.",
+                    file=sys.stderr,
+                )
+                sys.exit(1)
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.run.dir = str(target)
+                # keep the original .hydra/ (its overrides.yaml says how the run started)
+                config.hydra.output_subdir = f".hydra/resume-{runinfo.now().replace(':', '-')}"
         self._check(config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,11 +19,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from grpolab import hardware, runinfo
+from grpolab import hardware, resume, runinfo
 from grpolab.errors import UserError
 from grpolab.validate import check_output_dir, typed_reward, validate, world_size
 
 log = logging.getLogger("grpolab")
+INTERRUPTED_EXIT = 130  # what shells report for a run stopped by a signal
 ZERO3_DEPRECATED_OPS = ("all_gather_into_tensor", "reduce_scatter_tensor")
 
 
@@ -117,28 +119,84 @@ def launch_workers(cfg: DictConfig, run_dir: Path) -> int:
         env["DS_ACCELERATOR"] = "cpu"
         env.setdefault("OMP_NUM_THREADS", str(hw.torch_threads or max(1, (os.cpu_count() or 1) // hw.num_processes)))
     log.info("launching %d process(es) on this machine: %s", hw.num_processes, " ".join(cmd))
-    return subprocess.run(cmd, env=env, check=False).returncode
+    proc = subprocess.Popen(cmd, env=env)
+    # Ctrl-C / SIGTERM reach the launcher, which forwards them to every worker (they save and stop)
+    forward = {sig: signal.signal(sig, lambda s, _f: proc.send_signal(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, old in forward.items():
+            signal.signal(sig, old)
+
+
+def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], record: dict[str, Any]) -> DictConfig:
+    """Reuse ``run_dir``'s frozen config (plus safe overrides) and mark run.json as running again."""
+    frozen = runinfo.load_frozen(run_dir)
+    cfg = resume.continued_config(frozen, cfg, overrides, record.get("overrides", []))
+    validate(cfg)
+    latest = resume.latest_checkpoint(run_dir)
+    step = resume.checkpoint_step(latest) if latest else 0
+    if cfg.trainer.max_steps > 0 and cfg.trainer.max_steps <= step:
+        raise UserError(
+            f"{run_dir} already has a checkpoint at step {step} >= trainer.max_steps={cfg.trainer.max_steps}; "
+            f"raise it (e.g. trainer.max_steps={step * 2}) to train further."
+        )
+    removed = resume.discard_incomplete(run_dir)
+    if removed:
+        log.warning("removed checkpoint folders cut short by the previous process: %s", ", ".join(removed))
+    resume.truncate_metrics(run_dir, step)
+    runinfo.freeze_config(cfg, run_dir)
+    runinfo.update_run(
+        run_dir,
+        status="running",
+        finished_at=None,
+        error=None,
+        resumes=int(record.get("resumes", 0)) + 1,
+        resumed_from_step=step,
+        resumed_at=runinfo.now(),
+    )
+    log.info("continuing %s from step %d", run_dir, step)
+    return cfg
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Validate, prepare the run directory and train; returns the objective (final mean total reward)."""
+    """Validate, prepare (or continue) the run directory and train; returns the objective."""
     try:
         validate(cfg)
         run_dir, overrides = _hydra_context()
         check_output_dir(run_dir)
-        with open_dict(cfg):
-            cfg.name = run_name(cfg)
-            hardware.resolve(cfg.hardware)
-            for key in list(cfg.reward):
-                cfg.reward[key] = typed_reward(key, cfg.reward[key])
+        record = resume.resume_state(run_dir)
+        if cfg.resume and record is None:
+            raise UserError(f"resume={cfg.resume}: no run.json and config.yaml there; point it at a run directory.")
+        if record is not None:
+            cfg = continue_run(cfg, run_dir, overrides, record)
+        else:
+            with open_dict(cfg):
+                cfg.name = run_name(cfg)
+                if cfg.plan:  # planning is for machines you may not have: assume the option's GPUs, probe nothing
+                    from grpolab.plan import assume_hardware
+
+                    assume_hardware(cfg.hardware)
+                else:
+                    hardware.resolve(cfg.hardware)
+                for key in list(cfg.reward):
+                    cfg.reward[key] = typed_reward(key, cfg.reward[key])
     except UserError as e:
         _fail(str(e), e)
     OmegaConf.set_readonly(cfg, True)
-    prepare_run_dir(cfg, run_dir, overrides)
+    if record is None:
+        prepare_run_dir(cfg, run_dir, overrides)
+    if cfg.plan:
+        from grpolab import plan
+
+        return plan.run(cfg, run_dir)
     if world_size(cfg) > 1:
         code = launch_workers(cfg, run_dir)
         record = runinfo.read_run(run_dir)
         if code != 0:
+            if record.get("status") == "interrupted":
+                print(f"Interrupted: {record.get('error')}", file=sys.stderr)
+                sys.exit(INTERRUPTED_EXIT)
             if record.get("status") == "running":
                 runinfo.update_run(
                     run_dir,
@@ -154,12 +212,16 @@ def run(cfg: DictConfig) -> float | None:
 def train_here(cfg: DictConfig, run_dir: Path) -> Any:
     """Train in this process, marking run.json failed (with the error) when anything goes wrong."""
     from grpolab import pipeline
+    from grpolab.interrupt import Interrupted
 
     try:
         metrics = pipeline.run(cfg, run_dir)
-    except KeyboardInterrupt:
-        runinfo.update_run(run_dir, status="interrupted", finished_at=runinfo.now(), error="interrupted")
-        raise
+    except (Interrupted, KeyboardInterrupt) as e:
+        message = str(e) or "interrupted"
+        runinfo.update_run(run_dir, status="interrupted", finished_at=runinfo.now(), error=message)
+        pipeline.write_card(cfg, run_dir)
+        print(f"Interrupted: {message}", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
     except Exception as e:
         message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
         runinfo.update_run(run_dir, status="failed", finished_at=runinfo.now(), error=message)

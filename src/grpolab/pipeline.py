@@ -17,14 +17,19 @@ from omegaconf import DictConfig, OmegaConf
 from grpolab.trainer_schema import TrainerSchema
 
 log = logging.getLogger("grpolab")
-_TRAINER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerSchema)}
+_TRAINER_DEFAULTS = dataclasses.asdict(TrainerSchema())  # TRL's defaults, factory fields included
+OWN_TRAINER_KEYS = ("save_on_interrupt",)  # grpolab's, not GRPOConfig's
 
 
 def trainer_overrides(trainer_cfg: DictConfig) -> dict[str, Any]:
     """The trainer fields whose value differs from TRL's default (what the YAML and CLI actually set)."""
     values = OmegaConf.to_container(trainer_cfg, resolve=True)
     assert isinstance(values, dict)
-    return {k: v for k, v in values.items() if k not in _TRAINER_DEFAULTS or _TRAINER_DEFAULTS[k] != v}
+    return {
+        k: v
+        for k, v in values.items()
+        if k not in OWN_TRAINER_KEYS and (k not in _TRAINER_DEFAULTS or _TRAINER_DEFAULTS[k] != v)
+    }
 
 
 def deepspeed_config(hw: DictConfig) -> dict[str, Any] | None:
@@ -95,7 +100,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train the configured run into ``run_dir``; returns the final metrics (rank 0's view)."""
     from grpolab.callbacks import RunRecorder
     from grpolab.data import build_dataset
+    from grpolab.interrupt import Interrupted, StopOnSignal, handle_signals
     from grpolab.models import load_model, load_tokenizer, resolve_model_source
+    from grpolab.resume import latest_checkpoint
     from grpolab.rewards import build as build_rewards
 
     setup_process(cfg, run_dir)
@@ -120,6 +127,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from trl import GRPOTrainer
 
     recorder = RunRecorder(cfg, run_dir, reward_funcs)
+    stop = StopOnSignal(save=cfg.trainer.save_on_interrupt)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -127,13 +135,21 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[recorder],
+        callbacks=[recorder, stop],
     )
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # RunRecorder logs a compact line per step instead
     recorder.attach(trainer)
-    trainer.train(resume_from_checkpoint=cfg.resume and _latest_checkpoint(run_dir))
+    latest = latest_checkpoint(run_dir)
+    with handle_signals(stop):
+        trainer.train(resume_from_checkpoint=str(latest) if latest else None)
+    if stop.signal_name is not None:
+        saved = latest_checkpoint(run_dir)
+        raise Interrupted(
+            f"stopped by {stop.signal_name} at step {trainer.state.global_step}; "
+            + (f"continue with `python train.py resume={run_dir}` (from {saved.name})" if saved else "no checkpoint")
+        )
     trainer.save_model(str(run_dir))
     metrics = recorder.finish(trainer)
     if cfg.push_to_hub and recorder.main:
@@ -141,12 +157,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
         push_at_end(cfg, run_dir)
     return metrics
-
-
-def _latest_checkpoint(run_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
 
 
 def write_card(cfg: DictConfig, run_dir: Path) -> None:

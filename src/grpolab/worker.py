@@ -33,9 +33,15 @@ def main(argv: list[str] | None = None) -> int:
 
         deepspeed.init_distributed(dist_backend="gloo")
     from grpolab import pipeline
+    from grpolab.interrupt import Interrupted
 
     try:
         pipeline.run(cfg, run_dir)
+    except Interrupted as e:
+        if rank == 0:
+            runinfo.update_run(run_dir, status="interrupted", finished_at=runinfo.now(), error=str(e))
+            pipeline.write_card(cfg, run_dir)
+        return 130
     except Exception as e:
         logging.getLogger("grpolab").error("rank %d failed:\n%s", rank, traceback.format_exc())
         if rank == 0:
