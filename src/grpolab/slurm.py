@@ -126,8 +126,18 @@ def sbatch_options(lines: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def resources(hardware: DictConfig, conf: dict[str, Any]) -> dict[str, Any]:
-    """The submitit SlurmExecutor parameters for one job: nodes, CPUs, GPUs and memory from its hardware option."""
+def partition_has_gpus(partition: str | None) -> bool:
+    """Whether the partition's nodes (the default partition's when None) offer GPUs as generic resources."""
+    cmd = ["sinfo", "--noheader", "--format=%G", *([f"--partition={partition}"] if partition else [])]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return "gpu" in res.stdout
+
+
+def resources(hardware: DictConfig, conf: dict[str, Any], gpus: bool | None = None) -> dict[str, Any]:
+    """The submitit SlurmExecutor parameters for one job: nodes, CPUs, GPUs and memory from its hardware option.
+
+    ``gpus`` decides for `hardware.accelerator=auto` (the submitting machine cannot see the nodes' GPUs).
+    """
     procs = int(hardware.num_processes)
     params: dict[str, Any] = {
         "job_name": conf["name"],
@@ -142,7 +152,7 @@ def resources(hardware: DictConfig, conf: dict[str, Any]) -> dict[str, Any]:
     }
     if conf["mem_gb_per_process"]:
         params["mem"] = f"{int(conf['mem_gb_per_process']) * procs}GB"
-    if hardware.accelerator == "cuda":
+    if hardware.accelerator == "cuda" or (hardware.accelerator == "auto" and gpus):
         if conf["gres"]:
             params["gres"] = conf["gres"]
         else:
@@ -215,14 +225,16 @@ class SlurmLauncher(BaseSubmititLauncher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info("Submitting %d job(s) to Slurm; sweep dir %s", len(job_overrides), sweep_dir)
         groups: dict[str, tuple[dict[str, Any], list[tuple[Any, ...]]]] = {}
-        run_dirs = {}
+        run_dirs, gpus = {}, None
         for i, overrides in enumerate(job_overrides):
             num = initial_job_idx + i
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(cfg):
                 cfg.hydra.job.num = num
             run_dirs[num] = job_run_dir(cfg)
-            params = resources(cfg.hardware, self.params)
+            if cfg.hardware.accelerator == "auto" and gpus is None:
+                gpus = partition_has_gpus(self.params["partition"])
+            params = resources(cfg.hardware, self.params, gpus)
             args = (list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state())
             groups.setdefault(json.dumps(params, sort_keys=True), (params, []))[1].append(args)
         submitted = []
@@ -356,7 +368,7 @@ class SlurmLauncher(BaseSubmititLauncher):
         slurm_info = {**(record.get("slurm") or {}), "restarts": restarts, "max_requeues": limit}
         if restarts >= limit:
             message = (
-                f"{sig}: preempted again after {restarts} requeue(s), the limit (hydra.launcher.max_requeues={limit}); "
+                f"{sig}: preempted after {restarts} requeue(s) and hydra.launcher.max_requeues={limit} allows no more; "
                 f"continue it with: python train.py resume={run_dir}"
             )
             runinfo.update_run(
