@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from grpolab import runinfo
+from grpolab import runinfo, secrets
 from grpolab.results import METRICS_JSONL, objective, read_metrics  # pure: the sweep report reads them too
 from grpolab.resume import mark_complete
 
@@ -80,7 +80,7 @@ class RunRecorder(TrainerCallback):
         errors = {f"rewards/{f.__name__}/errors": f.errors for f in self.reward_funcs if getattr(f, "errors", 0)}
         row |= errors
         with (self.run_dir / METRICS_JSONL).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row, default=float) + "\n")
+            f.write(secrets.text(json.dumps(row, default=float)) + "\n")
         shown = {
             k: round(v, 4) if isinstance(v, float) else v
             for k, v in row.items()

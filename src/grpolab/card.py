@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from grpolab import results, runinfo
+from grpolab import results, runinfo, secrets
 
 CARD = "README.md"
 PLOT = "reward.png"
@@ -211,7 +211,7 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
         "model": {"id": cfg.model.id, "path": cfg.model.path, "tiny": cfg.model.tiny is not None},
         "data": {**OmegaConf.to_container(cfg.data, resolve=True), "hub": _hub_dataset(cfg)},
         "seed": cfg.seed,
-        "rewards": _rewards(cfg),
+        "rewards": secrets.obj(_rewards(cfg)),  # a judge's api_key is a parameter too
         "quick_start": _quick_start(cfg, record, run_dir),
         "choices": _choices(cfg, run_dir),
         "hyperparameters": _hyperparameters(cfg, world_size, step),

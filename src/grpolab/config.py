@@ -13,6 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from grpolab.secrets import DEFAULT_ENV, DEFAULT_KEYS, DEFAULT_PATTERNS
 from grpolab.trainer_schema import TrainerSchema
 
 
@@ -111,6 +112,15 @@ class HubSchema:
 
 
 @dataclass
+class SecretsSchema:
+    """What never reaches a file the run writes (see grpolab.secrets); extend with `secrets.env=[...]`."""
+
+    env: list[str] = field(default_factory=lambda: list(DEFAULT_ENV))  # variables whose values are secret
+    patterns: list[str] = field(default_factory=lambda: list(DEFAULT_PATTERNS))  # regexes of token-like text
+    key_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_KEYS))  # regexes of secret key names
+
+
+@dataclass
 class TrainerNode(TrainerSchema):
     """The trainer node: every GRPOConfig field, plus grpolab's own run-control switches."""
 
@@ -136,6 +146,7 @@ class TrainSchema:
     preflight: str = "auto"  # auto | only | skip
     resume: str | None = None  # a run directory to continue
     push_to_hub: bool = False
+    secrets: SecretsSchema = field(default_factory=SecretsSchema)
 
 
 def register() -> None:

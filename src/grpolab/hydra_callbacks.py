@@ -1,15 +1,17 @@
-"""Hydra callbacks that run before Hydra touches the file system for a job."""
+"""Hydra callbacks: the output-directory check before Hydra touches the file system, and secret redaction."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from grpolab import runinfo
+from grpolab import runinfo, secrets
 from grpolab.errors import UserError
 from grpolab.validate import check_output_dir
 
@@ -45,3 +47,47 @@ class OutputDirCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check hydra.sweep.dir."""
         self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def _configure(config: DictConfig) -> None:
+    """Set this process's redactor from a job or sweep config (the defaults when its patterns are broken)."""
+    job = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    try:
+        for key in ("secrets.patterns", "secrets.key_patterns"):
+            secrets.check_patterns(OmegaConf.select(job, key, default=[]) or [], key)
+        secrets.configure(job)
+    except UserError:
+        secrets.configure({})  # validation reports the bad pattern
+
+
+class RedactSecrets(Callback):
+    """Keep secrets out of the files Hydra writes itself and out of every log line (see grpolab.secrets).
+
+    Hydra saves ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` (and a sweep's
+    ``multirun.yaml``) with the command line as typed, before the job starts: they are rewritten
+    here, and every log handler (``train.log`` included) gets a redacting filter.
+    """
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Configure this process's redactor from the job's config, redact Hydra's files, filter the logs."""
+        _configure(config)
+        secrets.install_log_filter()
+        secrets.install_log_filter(logging.getLogger("grpolab"))
+        # tools that record the command line (wandb's metadata) read sys.argv: Hydra has parsed it already
+        sys.argv[1:] = [secrets.override(arg) for arg in sys.argv[1:]]
+        hydra = config.hydra
+        output = Path(str(hydra.runtime.output_dir))
+        if hydra.output_subdir is not None:
+            for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+                secrets.rewrite_file(output / str(hydra.output_subdir) / name)
+        if hydra.mode == RunMode.MULTIRUN:
+            secrets.rewrite_file(Path(str(hydra.sweep.dir)) / "multirun.yaml")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Configure the sweep process's redactor (the sweep report is written from here)."""
+        _configure(config)
+        secrets.install_log_filter()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Redact the sweep's multirun.yaml (written by the sweeper in this process)."""
+        secrets.rewrite_file(Path(str(config.hydra.sweep.dir)) / "multirun.yaml")

@@ -7,6 +7,7 @@ the frozen config.yaml instead of composing again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -112,6 +113,7 @@ def launch_workers(cfg: DictConfig, run_dir: Path) -> int:
     port = hw.main_process_port or int(os.environ.get("MASTER_PORT", "0")) or free_port()
     cmd = worker_command(cfg, run_dir, port)
     env = dict(os.environ)
+    env[runinfo.WITHHELD_ENV] = json.dumps(runinfo.withheld(cfg))  # secrets config.yaml does not hold
     # DeepSpeed's ZeRO-3 collectives call deprecated torch APIs: one warning per parameter per step
     quiet = [f"ignore:`torch.distributed.{op}` is deprecated:FutureWarning" for op in ZERO3_DEPRECATED_OPS]
     env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), *quiet]))

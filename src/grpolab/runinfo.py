@@ -14,7 +14,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from grpolab import secrets
+
 RUN_JSON = "run.json"
+WITHHELD_ENV = "GRPOLAB_WITHHELD"  # JSON of the secret config values config.yaml does not hold
 CONFIG_YAML = "config.yaml"
 LIBRARIES = (
     "grpolab",
@@ -40,9 +43,12 @@ def now() -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file.
+
+    Secrets are redacted on the way (`grpolab.secrets`): every run-directory writer comes through here.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(secrets.text(text), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -74,14 +80,25 @@ def git_info(cwd: Path) -> dict[str, Any]:
 
 def command_line(overrides: list[str]) -> str:
     """The `python train.py ...` command that reproduces the run."""
-    return shlex.join(["python", "train.py", *overrides])
+    return shlex.join(["python", "train.py", *(secrets.override(o) for o in overrides)])
 
 
 def freeze_config(cfg: DictConfig, run_dir: Path) -> Path:
-    """Write the resolved config as plain YAML (nothing left to interpolate) and return its path."""
+    """Write the resolved config as plain YAML and return its path.
+
+    Nothing is left to interpolate except secrets: a value equal to a secret environment variable's
+    is written as ``${oc.env:NAME}`` and any other secret as ``REDACTED`` (see `withheld`).
+    """
     path = run_dir / CONFIG_YAML
-    atomic_write(path, OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+    atomic_write(path, OmegaConf.to_yaml(secrets.obj(OmegaConf.to_container(cfg, resolve=True), env_refs=True)))
     return path
+
+
+def withheld(cfg: DictConfig) -> dict[str, str]:
+    """The config values config.yaml hides as ``REDACTED`` (by dotted key), for the workers' environment."""
+    values = secrets.current().withheld(OmegaConf.to_container(cfg, resolve=True))
+    refs = secrets.current().env_values()
+    return {k: v for k, v in values.items() if v not in refs}
 
 
 def load_frozen(run_dir: Path) -> DictConfig:
@@ -89,7 +106,11 @@ def load_frozen(run_dir: Path) -> DictConfig:
     from grpolab.config import TrainSchema
 
     schema = OmegaConf.structured(TrainSchema)
-    return OmegaConf.merge(schema, OmegaConf.load(run_dir / CONFIG_YAML))  # type: ignore[return-value]
+    cfg = OmegaConf.merge(schema, OmegaConf.load(run_dir / CONFIG_YAML))
+    hidden = json.loads(os.environ.get(WITHHELD_ENV, "{}"))  # set by the launcher for its workers only
+    for key, value in hidden.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg  # type: ignore[return-value]
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -100,6 +121,6 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 def update_run(run_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into run.json and write it atomically; returns the new record."""
-    record = read_run(run_dir) | fields
+    record = read_run(run_dir) | secrets.obj(fields)
     atomic_write(Path(run_dir) / RUN_JSON, json.dumps(record, indent=2, default=str) + "\n")
     return record

@@ -116,8 +116,15 @@ def _swept_keys(task: list[str] | None) -> set[str]:
     if not task:
         return set()
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    return {o.key_or_group for o in OverridesParser.create().parse_overrides(list(task)) if o.is_sweep_override()}
+    parser, keys = OverridesParser.create(), set()
+    for item in task:  # one at a time: an override edited after the fact (a redacted secret) stays a plain row
+        try:
+            keys |= {o.key_or_group for o in parser.parse_overrides([item]) if o.is_sweep_override()}
+        except OverrideParseException:
+            continue
+    return keys
 
 
 def _varying(jobs: list[dict[str, Any]], swept: set[str]) -> tuple[list[str], dict[str, list[str]]]:

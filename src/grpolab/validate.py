@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from grpolab.errors import UserError
 
@@ -21,6 +21,7 @@ CHOICES = {
     "data.source": ("arithmetic", "hub", "jsonl"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
 }
+OUTWARD_FIELDS = ("logger.entity", "logger.project", "name", "hub.repo_id")  # sent to services, or published
 
 
 def world_size(cfg: DictConfig) -> int:
@@ -71,6 +72,20 @@ def _check_target(where: str, target: str) -> None:
         raise UserError(f"{where}._target_={target!r}: {module_name!r} has no attribute {attr!r}.")
 
 
+def check_secret_looking(container: dict[str, Any]) -> None:
+    """Refuse a token pasted into a field that is sent to a service or published (`logger.entity`...)."""
+    from grpolab import secrets
+
+    redactor, cfg = secrets.Redactor.from_config(container), OmegaConf.create(container)
+    for key in OUTWARD_FIELDS:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, str) and redactor.text(value) != value:
+            raise UserError(
+                f"{key}={redactor.text(value)} looks like a token (it matches secrets.patterns). {key} is sent "
+                "to a service or published; tokens belong in the environment (HF_TOKEN, WANDB_API_KEY)."
+            )
+
+
 def check_output_dir(run_dir: Path) -> None:
     """Raise when the run directory cannot be created or written."""
     probe = run_dir.absolute()
@@ -102,11 +117,21 @@ def typed_reward(name: str, entry: Any) -> DictConfig:
 def validate(cfg: DictConfig) -> None:
     """Check everything that can be known before loading a model; raise `UserError` naming the key."""
     try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         key = e.full_key
         hint = " (data=jsonl reads data.path=/path/to/prompts.jsonl)" if key == "data.path" else ""
         raise UserError(f"{key} is required but not set{hint}: pass {key}=... on the command line.") from e
+    except InterpolationResolutionError as e:
+        raise UserError(
+            f"{e.full_key}: {str(e).splitlines()[0]}. Set the environment variable, or give the key a value."
+        ) from e
+    assert isinstance(container, dict)
+    from grpolab.secrets import check_patterns
+
+    check_patterns(cfg.secrets.patterns)
+    check_patterns(cfg.secrets.key_patterns, "secrets.key_patterns")
+    check_secret_looking(container)
     _check_choices(cfg)
     t = cfg.trainer
     if t.learning_rate <= 0:

@@ -14,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from grpolab import runinfo
+from grpolab import runinfo, secrets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         format=f"[%(asctime)s][rank{rank}][%(name)s][%(levelname)s] - %(message)s",
         handlers=[logging.StreamHandler(), logging.FileHandler(run_dir / "train.log")],
     )
-    cfg = runinfo.load_frozen(run_dir)
+    cfg = runinfo.load_frozen(run_dir)  # with the secrets config.yaml withholds, from the launcher's environment
+    secrets.configure(cfg)
+    secrets.install_log_filter()
     if cfg.hardware.zero_stage is not None and cfg.hardware.accelerator == "cpu":
         import deepspeed
 
