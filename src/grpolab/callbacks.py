@@ -77,8 +77,10 @@ class RunRecorder(TrainerCallback):
         if not self.main or not logs:
             return
         row = {"step": state.global_step, **logs}
-        errors = {f"rewards/{f.__name__}/errors": f.errors for f in self.reward_funcs if getattr(f, "errors", 0)}
-        row |= errors
+        for f in self.reward_funcs:  # completions scored None by on_error=none, so far (this process)
+            for kind in ("errors", "timeouts"):
+                if getattr(f, kind, 0):
+                    row[f"rewards/{f.__name__}/{kind}"] = getattr(f, kind)
         with (self.run_dir / METRICS_JSONL).open("a", encoding="utf-8") as f:
             f.write(secrets.text(json.dumps(row, default=float)) + "\n")
         shown = {

@@ -132,8 +132,24 @@ def _rewards(cfg: DictConfig) -> list[dict[str, Any]]:
                 "target": fn.get("_target_"),
                 "params": params or "—",
                 "on_error": spec.get("on_error", "raise"),
+                "timeout_s": spec.get("timeout_s"),
             }
         )
+    return out
+
+
+def _reward_faults(cfg: DictConfig, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rewards that raised or timed out on some completions (scored None under on_error=none), with counts."""
+    out = []
+    for name, spec in cfg.reward.items():
+        counts = {
+            kind: max((int(h.get(f"rewards/{name}/{kind}") or 0) for h in history), default=0)
+            for kind in ("errors", "timeouts")
+        }
+        if any(counts.values()):
+            out.append(
+                {"name": name, "on_error": spec.get("on_error", "raise"), "timeout_s": spec.get("timeout_s"), **counts}
+            )
     return out
 
 
@@ -212,6 +228,7 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
         "data": {**OmegaConf.to_container(cfg.data, resolve=True), "hub": _hub_dataset(cfg)},
         "seed": cfg.seed,
         "rewards": secrets.obj(_rewards(cfg)),  # a judge's api_key is a parameter too
+        "reward_faults": _reward_faults(cfg, history),
         "quick_start": _quick_start(cfg, record, run_dir),
         "choices": _choices(cfg, run_dir),
         "hyperparameters": _hyperparameters(cfg, world_size, step),

@@ -75,6 +75,7 @@ class RewardSchema:
     fn: Any = MISSING  # {_target_: module.function, _partial_: true, ...parameters}
     weight: float = 1.0
     on_error: str = "raise"  # raise | none (score None for that completion and count it)
+    timeout_s: float | None = None  # give up on a call after this many seconds (then on_error applies)
 
 
 @dataclass

@@ -211,6 +211,26 @@ def run(cfg: DictConfig) -> float | None:
     return train_here(cfg, run_dir)
 
 
+def failure_message(error: BaseException, run_dir: Path) -> str:
+    """One line saying why training failed; a failed checkpoint save names the checkpoint and the way back."""
+    if isinstance(error, UserError):
+        return str(error)
+    message = f"{type(error).__name__}: {error}"
+    if any(frame.name == "_save_checkpoint" for frame in traceback.extract_tb(error.__traceback__)):
+        latest = resume.latest_checkpoint(run_dir)
+        kept = (
+            f"the last complete checkpoint, {latest.name}, is intact: once fixed, continue with "
+            f"`python train.py resume={run_dir}`"
+            if latest
+            else "no earlier checkpoint was saved"
+        )
+        message = (
+            f"saving a checkpoint into {run_dir} failed ({message}). Free disk space or make the run directory "
+            f"writable (remove whatever is in the way); {kept}."
+        )
+    return message
+
+
 def train_here(cfg: DictConfig, run_dir: Path) -> Any:
     """Train in this process, marking run.json failed (with the error) when anything goes wrong."""
     from grpolab import pipeline
@@ -225,7 +245,7 @@ def train_here(cfg: DictConfig, run_dir: Path) -> Any:
         print(f"Interrupted: {message}", file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT)
     except Exception as e:
-        message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        message = failure_message(e, run_dir)
         runinfo.update_run(run_dir, status="failed", finished_at=runinfo.now(), error=message)
         pipeline.write_card(cfg, run_dir)
         if not isinstance(e, UserError):

@@ -161,6 +161,8 @@ def validate(cfg: DictConfig) -> None:
         _check_target(f"reward.{name}.fn", fn._target_)
         if spec.on_error not in ("raise", "none"):
             raise UserError(f"reward.{name}.on_error={spec.on_error!r} must be 'raise' or 'none'.")
+        if spec.timeout_s is not None and spec.timeout_s <= 0:
+            raise UserError(f"reward.{name}.timeout_s={spec.timeout_s} must be positive, or null for no limit.")
     if cfg.data.source in ("jsonl",) and cfg.data.path and not Path(cfg.data.path).expanduser().is_file():
         raise UserError(f"data.path={cfg.data.path!r}: no such file. Point data.path at a JSONL file.")
     if cfg.model.path and not Path(cfg.model.path).expanduser().is_dir():

@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         logging.getLogger("grpolab").error("rank %d failed:\n%s", rank, traceback.format_exc())
         if rank == 0:
+            from grpolab.launch import failure_message
+
             runinfo.update_run(
-                run_dir, status="failed", finished_at=runinfo.now(), error=f"rank {rank}: {type(e).__name__}: {e}"
+                run_dir, status="failed", finished_at=runinfo.now(), error=f"rank {rank}: {failure_message(e, run_dir)}"
             )
             pipeline.write_card(cfg, run_dir)
         return 1

@@ -71,6 +71,6 @@ def build(reward_cfg: Mapping[str, Any]) -> tuple[list[NamedReward], list[float]
             raise UserError(f"reward.{name}.fn ({target}) could not be built: {cause}.{hint}") from e
         if not callable(fn):
             raise UserError(f"reward.{name}.fn ({target}) built a {type(fn).__name__}, not a callable reward.")
-        funcs.append(wrap_reward(str(name), fn, spec.get("on_error", "raise")))
+        funcs.append(wrap_reward(str(name), fn, spec.get("on_error", "raise"), spec.get("timeout_s")))
         weights.append(float(spec.get("weight", 1.0)))
     return funcs, weights

@@ -9,10 +9,12 @@ reward configured as ``reward.mine`` becomes ``NamedReward("mine", fn)``, or
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import math
 import numbers
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,40 @@ ON_ERROR = ("raise", "none")
 
 class RewardError(RuntimeError):
     """A reward raised or returned something TRL cannot use; the message names the reward."""
+
+
+class RewardTimeout(Exception):
+    """A reward call ran past its ``timeout_s``."""
+
+
+def call_with_timeout(fn: Callable[..., Any], timeout_s: float, **kwargs: Any) -> Any:
+    """Call ``fn(**kwargs)`` in a daemon thread and wait at most ``timeout_s`` seconds for it.
+
+    Works off the main thread (no signals). A call that runs over is abandoned, not killed: its
+    thread finishes (or hangs) in the background and cannot keep the process alive at exit.
+
+    >>> call_with_timeout(lambda x: x + 1, 1.0, x=1)
+    2
+
+    Raises:
+        RewardTimeout: ``fn`` did not return in time.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn(**kwargs)
+        except BaseException as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, name="reward-call", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise RewardTimeout(f"no result within {timeout_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def is_async(fn: Any) -> bool:
@@ -80,23 +116,30 @@ class NamedReward:
     ('tags', [0.25, 0.0])
     """
 
-    def __init__(self, name: str, fn: Callable[..., Any], on_error: str = "raise") -> None:
+    def __init__(
+        self, name: str, fn: Callable[..., Any], on_error: str = "raise", timeout_s: float | None = None
+    ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"reward.{name}.on_error must be 'raise' or 'none', got {on_error!r}")
         self.__name__ = name
         self.fn = fn
         self.on_error = on_error
+        self.timeout_s = timeout_s
         self.errors = 0
+        self.timeouts = 0
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.__name__!r}, {self.fn!r}, on_error={self.on_error!r})"
+        timeout = f", timeout_s={self.timeout_s!r}" if self.timeout_s is not None else ""
+        return f"{type(self).__name__}({self.__name__!r}, {self.fn!r}, on_error={self.on_error!r}{timeout})"
 
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         """Score ``completions`` (TRL passes every dataset column as a keyword)."""
         try:
-            return check_scores(self.__name__, self.fn(completions=completions, **kwargs), len(completions))
+            return check_scores(self.__name__, self._score(completions, kwargs), len(completions))
         except RewardError:
             raise
+        except RewardTimeout:
+            return self._timed_out(len(completions))
         except Exception as e:
             if len(completions) == 1:
                 return self._failed(completions[0], e)
@@ -104,12 +147,31 @@ class NamedReward:
         scores: list[float | None] = []
         for completion, row in zip(completions, _rows(len(completions), kwargs)):
             try:
-                scores += check_scores(self.__name__, self.fn(completions=[completion], **row), 1)
+                scores += check_scores(self.__name__, self._score([completion], row), 1)
             except RewardError:
                 raise
+            except RewardTimeout:
+                scores += self._timed_out(1)
             except Exception as e:
                 scores += self._failed(completion, e)
         return scores
+
+    def _score(self, completions: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call the function; under ``timeout_s``, in a thread that is given up on when it runs over."""
+        if self.timeout_s is None:  # no thread, no overhead
+            return self.fn(completions=completions, **kwargs)
+        return call_with_timeout(self.fn, self.timeout_s, completions=completions, **kwargs)
+
+    def _timed_out(self, n: int) -> list[float | None]:
+        """Apply the error policy to a call of ``n`` completions that ran past ``timeout_s``."""
+        if self.on_error == "none":
+            self.timeouts += n
+            return [None] * n
+        raise RewardError(
+            f"reward {self.__name__!r} did not return within reward.{self.__name__}.timeout_s={self.timeout_s:g} s "
+            f"(a call scoring {n} completion(s)). Fix the reward or raise its timeout_s, or set "
+            f"reward.{self.__name__}.on_error=none to score such completions None."
+        )
 
     def _failed(self, completion: Any, error: Exception) -> list[float | None]:
         """Apply the error policy to one completion whose scoring raised ``error``."""
@@ -135,23 +197,38 @@ class AsyncNamedReward(NamedReward):
     async def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:  # type: ignore[override]
         """Score ``completions``, awaiting the wrapped coroutine function."""
         try:
-            return check_scores(self.__name__, await self.fn(completions=completions, **kwargs), len(completions))
+            return check_scores(self.__name__, await self._ascore(completions, kwargs), len(completions))
         except RewardError:
             raise
+        except RewardTimeout:
+            return self._timed_out(len(completions))
         except Exception as e:
             if len(completions) == 1:
                 return self._failed(completions[0], e)
         scores: list[float | None] = []
         for completion, row in zip(completions, _rows(len(completions), kwargs)):
             try:
-                scores += check_scores(self.__name__, await self.fn(completions=[completion], **row), 1)
+                scores += check_scores(self.__name__, await self._ascore([completion], row), 1)
             except RewardError:
                 raise
+            except RewardTimeout:
+                scores += self._timed_out(1)
             except Exception as e:
                 scores += self._failed(completion, e)
         return scores
 
+    async def _ascore(self, completions: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Await the function; under ``timeout_s``, cancel it when it runs over."""
+        if self.timeout_s is None:
+            return await self.fn(completions=completions, **kwargs)
+        try:
+            return await asyncio.wait_for(self.fn(completions=completions, **kwargs), self.timeout_s)
+        except TimeoutError as e:
+            raise RewardTimeout(f"no result within {self.timeout_s:g} s") from e
 
-def wrap_reward(name: str, fn: Callable[..., Any], on_error: str = "raise") -> NamedReward:
+
+def wrap_reward(
+    name: str, fn: Callable[..., Any], on_error: str = "raise", timeout_s: float | None = None
+) -> NamedReward:
     """Wrap ``fn`` in the sync or async `NamedReward` that fits it."""
-    return (AsyncNamedReward if is_async(fn) else NamedReward)(name, fn, on_error)
+    return (AsyncNamedReward if is_async(fn) else NamedReward)(name, fn, on_error, timeout_s)

@@ -1,0 +1,128 @@
+"""Faults end to end: rewards that raise, return NaN or the wrong length, or hang; a checkpoint that cannot be saved.
+
+Each run either stops with one clear message and run.json `status: failed`, or goes on as configured
+(`on_error: none`); in both cases the model card says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, assert_ok, run_train
+
+FAULTS = REPO / "tests" / "fixtures" / "faults"
+# preflight would catch most of these before training (tests/test_preflight.py); here the training path is under test
+BASE = ["debug=smoke", "preflight=skip"]
+
+
+def fault_env() -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))}
+
+
+def reward(name: str, target: str, **extra: object) -> str:
+    """A `+reward.<name>=...` override naming a function of the faulty_rewards fixture."""
+    fields = "".join(f", {k}: {v}" for k, v in extra.items())
+    return f"+reward.{name}={{fn: {{_target_: faulty_rewards.{target}, _partial_: true}}{fields}}}"
+
+
+def record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+STOPS = [
+    ("raises", reward("judge", "raises"), ["reward 'judge' raised ConnectionError", "judge endpoint unreachable"]),
+    ("nan", reward("judge", "nan_reward"), ["reward 'judge' returned nan", "finite number"]),
+    ("wrong length", reward("judge", "short_reward"), ["reward 'judge' returned 3 scores for 4 completions"]),
+    (
+        "hangs",
+        reward("judge", "hangs", timeout_s=1.0),
+        ["reward 'judge' did not return within reward.judge.timeout_s=1 s", "on_error=none"],
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("override", "expected"), [c[1:] for c in STOPS], ids=[c[0] for c in STOPS])
+def test_a_faulty_reward_stops_the_run_clearly(override: str, expected: list[str], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    proc = run_train(*BASE, override, f"hydra.run.dir={run_dir}", env=fault_env(), timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    error_line = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error_line) == 1, output
+    for text in expected:
+        assert text in error_line[0], error_line[0]
+    rec = record(run_dir)
+    assert rec["status"] == "failed"
+    assert expected[0] in rec["error"]
+    card = (run_dir / "README.md").read_text()
+    assert "Status: **failed**" in card
+    assert expected[0] in card
+    assert not (run_dir / "model.safetensors").exists()
+    assert time.monotonic() - start < 240  # the hang is cut at its timeout, not waited out
+
+
+@pytest.mark.slow
+def test_on_error_none_goes_on_and_the_card_counts_the_faults(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        *BASE,
+        reward("judge", "raises", on_error="none"),
+        reward("slow", "hangs", on_error="none", timeout_s=0.5),
+        f"hydra.run.dir={run_dir}",
+        env=fault_env(),
+        timeout=300,
+    )
+    assert_ok(proc)
+    assert record(run_dir)["status"] == "completed"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in rows if "reward" in r][-1]
+    # smoke: 2 steps x 4 completions; the raising reward is retried one completion at a time, each scored None
+    assert last["rewards/judge/errors"] == 8
+    assert last["rewards/slow/timeouts"] == 8
+    card = (run_dir / "README.md").read_text()
+    assert "Reward faults during training: `judge` raised on 8 completion(s)" in card
+    assert "`slow` timed out (after 0.5 s) on 8 completion(s)" in card
+    assert "scored None" in card
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_cannot_be_written_fails_clearly_and_keeps_the_previous_one(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    blocker = (
+        "+reward.blocker={fn: {_target_: faulty_rewards.block_checkpoint, _partial_: true, "
+        f"run_dir: '{run_dir}', step: 4, every: 2}}, weight: 0.0}}"
+    )
+    overrides = [*BASE, "trainer.max_steps=4", "trainer.save_steps=2", blocker, f"hydra.run.dir={run_dir}"]
+    proc = run_train(*overrides, env=fault_env(), timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    error = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1, output
+    assert f"saving a checkpoint into {run_dir} failed" in error[0]
+    assert "checkpoint-4" in error[0]
+    assert f"checkpoint-2, is intact: once fixed, continue with `python train.py resume={run_dir}`" in error[0]
+    rec = record(run_dir)
+    assert rec["status"] == "failed" and "saving a checkpoint" in rec["error"]
+    assert "Status: **failed**" in (run_dir / "README.md").read_text()
+
+    # the previous checkpoint is complete and loads
+    previous = run_dir / "checkpoint-2"
+    assert (previous / ".complete").is_file()
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(previous) is not None
+
+    # free the space (remove what is in the way) and continue the same run to the end
+    (run_dir / "checkpoint-4").unlink()
+    proc = run_train(f"resume={run_dir}", env=fault_env(), timeout=300)
+    assert_ok(proc)
+    rec = record(run_dir)
+    assert rec["status"] == "completed"
+    assert rec["global_step"] == 4 and rec["resumes"] == 1 and rec["resumed_from_step"] == 2
+    assert (run_dir / "checkpoint-4" / ".complete").is_file()
