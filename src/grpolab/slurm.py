@@ -1,18 +1,16 @@
-"""Sweeps on Slurm: resources from the hardware option, per-job failures, preemption as requeue and resume.
-
-hydra-submitit-launcher underneath; preemption is handled as checkpoint, requeue, resume in the same
-run directory.
+"""Sweeps on Slurm: resources from the hardware option, failures per job, preemption as requeue and resume.
 
     python train.py -m hydra/launcher=slurm trainer.learning_rate=1e-6,3e-6
     python train.py -m hydra/launcher=slurm hydra.launcher.partition=gpu model=gemma 'reward=[format,accuracy]'
     python train.py -m hydra/launcher=slurm model=qwen3-4b hardware=zero3 hardware.num_processes=8
 
-Each sweep job is one Slurm job (jobs with equal resources share a job array). Its resources come
-from the job's own hardware option, so the world size is stated once: `hardware.num_machines` nodes,
-one task per node (the launcher: it starts `hardware.num_processes` workers with accelerate, never
-one Hydra per rank), `hardware.num_processes` GPUs per node for CUDA, and `cpus_per_process` CPUs
-and `mem_gb_per_process` GB per worker. Partition, account, QoS, constraint, extra `#SBATCH` lines
-and a setup block come from conf/hydra/launcher/slurm.yaml (`hydra.launcher.<key>=`).
+hydra-submitit-launcher submits; each sweep job is one Slurm job (jobs with equal resources share a
+job array). Its resources come from the job's own hardware option, so the world size is stated once:
+`hardware.num_machines` nodes, one task per node (the launcher: it starts `hardware.num_processes`
+workers with accelerate, never one Hydra per rank), `hardware.num_processes` GPUs per node for CUDA,
+and `cpus_per_process` CPUs and `mem_gb_per_process` GB per worker. Partition, account, QoS,
+constraint, extra `#SBATCH` lines and a setup block come from conf/hydra/launcher/slurm.yaml
+(`hydra.launcher.<key>=`).
 
 Preemption: Slurm sends USR2 `signal_delay_s` before the time limit; USR1 or USR2 from anyone
 (`scancel --signal=USR1 <job>`) means the same. The job stops training (the run's own interrupt
@@ -45,19 +43,11 @@ from grpolab.parallel_launcher import Failure, job_run_dir, log_error, mark_fail
 
 log = logging.getLogger(__name__)
 PREEMPT_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
-DONE_STATES = {
-    "BOOT_FAIL",
-    "CANCELLED",
-    "COMPLETED",
-    "DEADLINE",
-    "FAILED",
-    "NODE_FAIL",
-    "OUT_OF_MEMORY",
-    "PREEMPTED",
-    "REVOKED",
-    "SPECIAL_EXIT",
-    "TIMEOUT",
-}
+# squeue states after which a job will not run again (a requeued job shows PENDING / REQUEUED instead)
+DONE_STATES = frozenset(
+    "BOOT_FAIL CANCELLED COMPLETED DEADLINE FAILED NODE_FAIL OUT_OF_MEMORY"
+    " PREEMPTED REVOKED SPECIAL_EXIT TIMEOUT".split()
+)
 
 
 @dataclass
@@ -384,12 +374,6 @@ class SlurmLauncher(BaseSubmititLauncher):
         log.warning("requeueing Slurm job %s (restart %d of at most %d)", job_id, restarts + 1, limit)
         subprocess.run(["scontrol", "requeue", os.environ.get("SLURM_JOB_ID", job_id)], check=True, timeout=60)
         raise SystemExit(-1)  # no result: the submitting side keeps waiting for the requeued job
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """The submitit requeue hook (unused while PreemptionGuard owns USR1/USR2): rerun the same job."""
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
 def _last_error_line(text: str) -> str:
