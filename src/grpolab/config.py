@@ -150,6 +150,18 @@ class TrainSchema:
     secrets: SecretsSchema = field(default_factory=SecretsSchema)
 
 
+def _shared_store(self: ConfigStore, memo: dict[int, Any]) -> ConfigStore:
+    return self
+
+
 def register() -> None:
-    """Register the root schema as `train_schema` (used first in conf/train.yaml's defaults)."""
+    """Register the root schema as `train_schema` (used first in conf/train.yaml's defaults).
+
+    Also lets Hydra's copies of its config repository share the one ConfigStore. Hydra deep-copies
+    the repository, every stored schema with it (ours holds ~200 trainer fields), once per config
+    group it lists: 107 times for `python train.py --help`. The copies only read the store (each
+    load deep-copies the node it returns), so sharing it changes nothing but the time: --help
+    0.95 -> 0.31 s.
+    """
+    ConfigStore.__deepcopy__ = _shared_store  # type: ignore[attr-defined]
     ConfigStore.instance().store(name="train_schema", node=TrainSchema)
