@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -72,6 +73,12 @@ def _record(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
+def statuses(sweep_dir: Path) -> dict[str, str]:
+    """Job number -> status, from the sweep report's summary.csv."""
+    with (sweep_dir / "summary.csv").open() as f:
+        return {row["job"]: row["status"] for row in csv.DictReader(f)}
+
+
 @pytest.mark.slow
 def test_a_failed_job_leaves_the_others_running_and_the_sweep_says_which(tmp_path: Path) -> None:
     # the failing job comes first: in-process (Hydra's basic launcher) its exit would end the sweep there
@@ -86,6 +93,7 @@ def test_a_failed_job_leaves_the_others_running_and_the_sweep_says_which(tmp_pat
     assert failed["status"] == "failed" and "must be positive" in failed["error"]
     assert done["status"] == "completed"
     assert (tmp_path / "1" / "README.md").is_file()
+    assert statuses(tmp_path) == {"0": "failed", "1": "completed"}
 
 
 @pytest.mark.slow
@@ -98,8 +106,8 @@ def test_local_parallel_runs_jobs_side_by_side_with_their_own_logs(tmp_path: Pat
         log = (tmp_path / ".launcher" / f"{num}.log").read_text()
         assert "'step': 2" in log
         assert f"[#{num}] " in proc.stdout
-    if (tmp_path / "summary.csv").exists():  # the sweep report, when it is there
-        assert (tmp_path / "README.md").is_file()
+    assert (tmp_path / "README.md").is_file()  # the sweep report
+    assert statuses(tmp_path) == {"0": "completed", "1": "completed"}
 
 
 @pytest.mark.slow
