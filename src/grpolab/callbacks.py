@@ -108,7 +108,9 @@ class RunRecorder(TrainerCallback):
         metrics["objective"] = objective(steps)
         logs = getattr(self.trainer, "_logs", None)  # the latest generation batch, kept by GRPOTrainer
         if logs:
-            weights = {name: float(spec.weight) for name, spec in self.cfg.reward.items()}
+            from grpolab.schedules import from_config
+
+            weights = {name: schedule(step) for name, schedule in from_config(self.cfg.reward).items()}
             extra["samples"] = {"step": step, "items": latest_samples(logs, weights)}
         record = runinfo.update_run(self.run_dir, global_step=step, metrics=metrics, **extra)
         self._write_card()

@@ -120,6 +120,9 @@ def _hyperparameters(cfg: DictConfig, world_size: int, step: int) -> list[tuple[
 
 
 def _rewards(cfg: DictConfig) -> list[dict[str, Any]]:
+    from grpolab.schedules import from_config
+
+    weights = from_config(cfg.reward)
     out = []
     for name, spec in cfg.reward.items():
         fn = OmegaConf.to_container(spec.fn, resolve=True)
@@ -128,7 +131,8 @@ def _rewards(cfg: DictConfig) -> list[dict[str, Any]]:
         out.append(
             {
                 "name": name,
-                "weight": spec.weight,
+                "weight": weights[name].describe(),
+                "schedule": None if weights[name].constant else weights[name],
                 "target": fn.get("_target_"),
                 "params": params or "—",
                 "on_error": spec.get("on_error", "raise"),

@@ -73,7 +73,7 @@ class RewardSchema:
     """One reward: the function (by `_target_`) and its weight in the total."""
 
     fn: Any = MISSING  # {_target_: module.function, _partial_: true, ...parameters}
-    weight: float = 1.0
+    weight: Any = 1.0  # a number, or a schedule: {schedule: linear, start: 1.0, end: 0.1, steps: 500}
     on_error: str = "raise"  # raise | none (score None for that completion and count it)
     timeout_s: float | None = None  # give up on a call after this many seconds (then on_error applies)
 

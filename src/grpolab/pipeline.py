@@ -126,6 +126,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     from trl import GRPOTrainer
 
+    from grpolab.schedules import WeightSchedules, from_config
+
     recorder = RunRecorder(cfg, run_dir, reward_funcs)
     stop = StopOnSignal(save=cfg.trainer.save_on_interrupt)
     trainer = GRPOTrainer(
@@ -141,6 +143,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     trainer.remove_callback(PrinterCallback)  # RunRecorder logs a compact line per step instead
     recorder.attach(trainer)
+    WeightSchedules(from_config(cfg.reward)).attach(trainer, reward_funcs)  # applies and logs weights/<name>
     latest = latest_checkpoint(run_dir)
     with handle_signals(stop):
         trainer.train(resume_from_checkpoint=str(latest) if latest else None)

@@ -109,9 +109,21 @@ def typed_reward(name: str, entry: Any) -> DictConfig:
             f"reward.{name} must be a mapping like {{fn: {{_target_: pkg.mod.fn, _partial_: true}}, weight: 1.0}}."
         )
     try:
-        return OmegaConf.merge(OmegaConf.structured(RewardSchema), entry)  # type: ignore[return-value]
+        typed = OmegaConf.merge(OmegaConf.structured(RewardSchema), entry)
     except OmegaConfBaseException as e:
         raise UserError(f"reward.{name}: {str(e).splitlines()[0]} (allowed keys: fn, weight, on_error).") from e
+    from grpolab.schedules import parse
+
+    weight = typed.weight
+    try:
+        parse(OmegaConf.to_container(weight, resolve=True) if isinstance(weight, DictConfig) else weight)
+    except ValueError as e:
+        raise UserError(
+            f"reward.{name}.weight={OmegaConf.to_container(weight) if isinstance(weight, DictConfig) else weight!r}: "
+            f"{e}. A weight is a number or a schedule such as "
+            "{schedule: linear, start: 1.0, end: 0.1, steps: 500} (constant, linear, cosine, step)."
+        ) from e
+    return typed  # type: ignore[return-value]
 
 
 def validate(cfg: DictConfig) -> None:

@@ -42,7 +42,8 @@ __all__ = [
 def build(reward_cfg: Mapping[str, Any]) -> tuple[list[NamedReward], list[float]]:
     """Instantiate every reward of ``cfg.reward``: the functions and weights handed to GRPOTrainer.
 
-    This is the only place that pairs functions with weights. ``fn`` with ``_partial_: true`` binds
+    This is the only place that pairs functions with weights (a weight schedule's value at step 0;
+    `grpolab.schedules.WeightSchedules` moves it as training goes). ``fn`` with ``_partial_: true`` binds
     the YAML's parameters to a reward function; without it, ``_target_`` is called and must return
     the reward (a factory such as ``trl.rewards.get_soft_overlong_punishment``).
 
@@ -53,7 +54,9 @@ def build(reward_cfg: Mapping[str, Any]) -> tuple[list[NamedReward], list[float]
     from hydra.utils import instantiate
 
     from grpolab.errors import UserError
+    from grpolab.schedules import from_config
 
+    schedules = from_config(reward_cfg)
     funcs: list[NamedReward] = []
     weights: list[float] = []
     for name, spec in reward_cfg.items():
@@ -72,5 +75,5 @@ def build(reward_cfg: Mapping[str, Any]) -> tuple[list[NamedReward], list[float]
         if not callable(fn):
             raise UserError(f"reward.{name}.fn ({target}) built a {type(fn).__name__}, not a callable reward.")
         funcs.append(wrap_reward(str(name), fn, spec.get("on_error", "raise"), spec.get("timeout_s")))
-        weights.append(float(spec.get("weight", 1.0)))
+        weights.append(schedules[str(name)](0))  # a scheduled weight starts here; WeightSchedules moves it
     return funcs, weights

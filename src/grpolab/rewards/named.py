@@ -127,6 +127,8 @@ class NamedReward:
         self.timeout_s = timeout_s
         self.errors = 0
         self.timeouts = 0
+        # called as hook(name, completions, kwargs) before each scoring: weight schedules, the rollout archive
+        self.hooks: list[Callable[[str, list[Any], dict[str, Any]], None]] = []
 
     def __repr__(self) -> str:
         timeout = f", timeout_s={self.timeout_s!r}" if self.timeout_s is not None else ""
@@ -134,6 +136,8 @@ class NamedReward:
 
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         """Score ``completions`` (TRL passes every dataset column as a keyword)."""
+        for hook in self.hooks:
+            hook(self.__name__, completions, kwargs)
         try:
             return check_scores(self.__name__, self._score(completions, kwargs), len(completions))
         except RewardError:
@@ -196,6 +200,8 @@ class AsyncNamedReward(NamedReward):
 
     async def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:  # type: ignore[override]
         """Score ``completions``, awaiting the wrapped coroutine function."""
+        for hook in self.hooks:
+            hook(self.__name__, completions, kwargs)
         try:
             return check_scores(self.__name__, await self._ascore(completions, kwargs), len(completions))
         except RewardError:
