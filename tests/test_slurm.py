@@ -234,3 +234,19 @@ def test_requeues_are_bounded(tmp_path: Path) -> None:
     assert rec["status"] == "interrupted"
     assert rec["slurm"]["restarts"] == 0
     assert f"python train.py resume={tmp_path / '0'}" in rec["error"]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.usefixtures("cluster")
+def test_the_sbatch_example_trains_one_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cpu_only = ["--gpus-per-node=0", "--cpus-per-task=1", "--mem=2G", f"--output={tmp_path}/%j.out"]
+    script = REPO / "launchers" / "slurm" / "train.sbatch"
+    cmd = ["sbatch", "--wait", *cpu_only, str(script), "debug=smoke", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    logs = "".join(p.read_text() for p in tmp_path.glob("*.out"))
+    assert proc.returncode == 0, proc.stderr + logs[-4000:]
+    rec = record(run_dir)
+    assert rec["status"] == "completed" and rec["global_step"] == 2
+    assert rec["world_size"] == 1  # hardware.num_processes from the GPUs Slurm gave (none: one process)

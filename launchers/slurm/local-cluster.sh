@@ -19,6 +19,12 @@ MUNGE_SOCKET=/run/munge/munge.socket.2
 
 log() { echo "local-cluster: $*" >&2; }
 
+fail() {
+  log "$1 did not start; its log:"
+  tail -n 20 "$DIR/log/$1.log" >&2 || true
+  exit 1
+}
+
 need_root() {
   if [[ $(id -u) -ne 0 ]]; then
     log "run as root (the daemons run as root and munged as the munge user)"
@@ -37,8 +43,13 @@ install_packages() {
 }
 
 write_conf() {
-  local host cpus mem_mb
+  local host cpus mem_mb ctld_host node_addr=""
   host=$(hostname)
+  ctld_host=$host
+  if ! getent hosts "$host" >/dev/null; then  # a host name nothing resolves: talk over loopback
+    ctld_host="$host(127.0.0.1)"
+    node_addr=" NodeAddr=127.0.0.1"
+  fi
   cpus=$(nproc)
   # leave a tenth of the memory (at most 4 GB) to the system
   mem_mb=$(awk '/MemTotal/ {m = int($2 / 1024); r = int(m / 10); if (r > 4096) r = 4096; print m - r}' /proc/meminfo)
@@ -46,7 +57,7 @@ write_conf() {
   cat >"$CONF" <<EOF
 # Written by launchers/slurm/local-cluster.sh: one node, this machine.
 ClusterName=grpolab
-SlurmctldHost=$host
+SlurmctldHost=$ctld_host
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -70,7 +81,7 @@ SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
-NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+NodeName=$host$node_addr CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 }
@@ -119,8 +130,9 @@ up() {
     write_conf
     start_munge
     export SLURM_CONF=$CONF
-    alive "$DIR/slurmctld.pid" || slurmctld -f "$CONF"
-    alive "$DIR/slurmd.pid" || slurmd -f "$CONF"
+    # -c: start from a clean state (no jobs left over from an earlier `up`)
+    alive "$DIR/slurmctld.pid" || slurmctld -c -f "$CONF" || fail slurmctld
+    alive "$DIR/slurmd.pid" || slurmd -f "$CONF" || fail slurmd
   fi
   export SLURM_CONF=$CONF
   wait_idle
