@@ -79,6 +79,15 @@ class RewardSchema:
 
 
 @dataclass
+class RolloutsSchema:
+    """The rollout archive: rollouts/step-NNNNNN.parquet in the run directory (grpolab.rollouts)."""
+
+    enabled: bool = True
+    every_n_steps: int = 1  # archive logged steps that are multiples of this
+    max_per_step: int | None = None  # keep the first N completions (whole groups first); None: all
+
+
+@dataclass
 class HardwareSchema:
     """Where the run executes; the world size and precision are stated here and nowhere else."""
 
@@ -146,6 +155,7 @@ class TrainSchema:
     plan: bool = False  # print the memory plan and stop
     preflight: str = "auto"  # auto | only | skip
     resume: str | None = None  # a run directory to continue
+    rollouts: RolloutsSchema = field(default_factory=RolloutsSchema)
     push_to_hub: bool = False
     secrets: SecretsSchema = field(default_factory=SecretsSchema)
 

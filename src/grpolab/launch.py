@@ -147,6 +147,9 @@ def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], record: d
     if removed:
         log.warning("removed checkpoint folders cut short by the previous process: %s", ", ".join(removed))
     resume.truncate_metrics(run_dir, step)
+    from grpolab.rollouts import truncate  # archived steps after the checkpoint are archived again
+
+    truncate(run_dir, step)
     runinfo.freeze_config(cfg, run_dir)
     runinfo.update_run(
         run_dir,

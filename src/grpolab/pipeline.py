@@ -126,10 +126,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     from trl import GRPOTrainer
 
+    from grpolab.rollouts import RolloutArchive
     from grpolab.schedules import WeightSchedules, from_config
 
     recorder = RunRecorder(cfg, run_dir, reward_funcs)
     stop = StopOnSignal(save=cfg.trainer.save_on_interrupt)
+    ro = cfg.rollouts
+    archive = RolloutArchive(run_dir, list(cfg.reward), ro.every_n_steps, ro.max_per_step, cfg.data.answer_column)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -137,13 +140,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[recorder, stop],
+        callbacks=[recorder, stop, *([archive] if ro.enabled else [])],
     )
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # RunRecorder logs a compact line per step instead
     recorder.attach(trainer)
     WeightSchedules(from_config(cfg.reward)).attach(trainer, reward_funcs)  # applies and logs weights/<name>
+    if ro.enabled:
+        archive.attach(trainer, reward_funcs)
     latest = latest_checkpoint(run_dir)
     with handle_signals(stop):
         trainer.train(resume_from_checkpoint=str(latest) if latest else None)
