@@ -126,3 +126,19 @@ def test_a_checkpoint_that_cannot_be_written_fails_clearly_and_keeps_the_previou
     assert rec["status"] == "completed"
     assert rec["global_step"] == 4 and rec["resumes"] == 1 and rec["resumed_from_step"] == 2
     assert (run_dir / "checkpoint-4" / ".complete").is_file()
+
+
+@pytest.mark.slow
+def test_two_multi_process_runs_at_once_each_get_their_own_rendezvous(tmp_path: Path) -> None:
+    """torchrun --standalone picks a free port per run: two ZeRO-3 runs started together both finish."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    args = ["hardware=zero3", "hardware.num_processes=2", "debug=smoke", "preflight=skip"]
+    with ThreadPoolExecutor(2) as pool:
+        procs = list(pool.map(lambda d: run_train(*args, f"hydra.run.dir={d}", timeout=600), dirs))
+    for proc, run_dir in zip(procs, dirs):
+        assert_ok(proc)
+        assert record(run_dir)["status"] == "completed"
+        assert record(run_dir)["world_size"] == 2
+        assert "--standalone" in (run_dir / "train.log").read_text()

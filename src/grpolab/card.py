@@ -228,7 +228,12 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
         "step": step,
         "max_steps": cfg.trainer.max_steps,
         "objective": (record.get("metrics") or {}).get("objective"),
-        "model": {"id": cfg.model.id, "path": cfg.model.path, "tiny": cfg.model.tiny is not None},
+        "model": {
+            "id": cfg.model.id,
+            "path": cfg.model.path,
+            "tiny": cfg.model.tiny is not None,
+            "trust_remote_code": bool(cfg.model.trust_remote_code),
+        },
         "data": {**OmegaConf.to_container(cfg.data, resolve=True), "hub": _hub_dataset(cfg)},
         "seed": cfg.seed,
         "rewards": secrets.obj(_rewards(cfg)),  # a judge's api_key is a parameter too

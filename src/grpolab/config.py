@@ -158,6 +158,8 @@ class TrainSchema:
     rollouts: RolloutsSchema = field(default_factory=RolloutsSchema)
     push_to_hub: bool = False
     secrets: SecretsSchema = field(default_factory=SecretsSchema)
+    # `_target_` runs code: packages allowed besides grpolab, trl, peft, transformers and those on PYTHONPATH
+    allowed_targets: list[str] = field(default_factory=list)
 
 
 def _shared_store(self: ConfigStore, memo: dict[int, Any]) -> ConfigStore:

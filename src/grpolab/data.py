@@ -122,3 +122,55 @@ def build_dataset(data_cfg: Any, seed: int) -> Any:
     if data_cfg.max_examples:
         ds = ds.select(range(min(data_cfg.max_examples, len(ds))))
     return ds
+
+
+def _jsonl_line(path: Path, column: str, text: Any) -> int | None:
+    """The line number of the first row of a JSONL file whose ``column`` equals ``text``."""
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and row.get(column) == text:
+                return number
+    return None
+
+
+def check_prompt_lengths(dataset: Any, tokenizer: Any, context: int | None, cfg: Any) -> None:
+    """Refuse prompts that leave no room in the model's context for a completion, naming the longest.
+
+    A prompt is counted as TRL sends it: the chat template applied, system prompt included. Without
+    a known context (``context`` None) nothing is checked.
+
+    Args:
+        dataset: The shaped training prompts (a conversational ``prompt`` column).
+        tokenizer: The run's tokenizer, chat template included.
+        context: The model's context in tokens (`grpolab.models.context_length`).
+        cfg: The run's config (``data`` and ``trainer.max_completion_length``).
+
+    Raises:
+        UserError: a prompt plus ``trainer.max_completion_length`` tokens exceeds ``context``.
+    """
+    if not context or len(dataset) == 0:
+        return
+    data_cfg, completion = cfg.data, cfg.trainer.max_completion_length
+    room = context - (completion or 0)
+    encoded = tokenizer.apply_chat_template(list(dataset["prompt"]), add_generation_prompt=True, tokenize=True)
+    ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+    lengths = [len(x) for x in ids]
+    too_long = [i for i, n in enumerate(lengths) if n > room]
+    if not too_long:
+        return
+    worst = max(too_long, key=lambda i: lengths[i])
+    user = next((m["content"] for m in reversed(dataset[worst]["prompt"]) if m.get("role") == "user"), "")
+    where = f"data={data_cfg.name}"
+    if data_cfg.source == "jsonl" and data_cfg.path:
+        line = _jsonl_line(Path(data_cfg.path).expanduser(), data_cfg.prompt_column, user)
+        where = f"data.path={data_cfg.path!r}" + (f" line {line}" if line else "")
+    raise UserError(
+        f"{where}: a prompt of {lengths[worst]} tokens ({user[:60]!r}...) plus trainer.max_completion_length="
+        f"{completion} exceeds the model's context of {context} tokens (prompts up to {room} tokens fit); "
+        f"{len(too_long)} of {len(dataset)} prompts are too long. Shorten or drop them, or lower "
+        "trainer.max_completion_length."
+    )

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpolab import hardware, resume, runinfo
 from grpolab.errors import UserError
-from grpolab.validate import check_output_dir, typed_reward, validate, world_size
+from grpolab.validate import check_devices, check_output_dir, typed_reward, validate, world_size
 
 log = logging.getLogger("grpolab")
 INTERRUPTED_EXIT = 130  # what shells report for a run stopped by a signal
@@ -184,6 +184,7 @@ def run(cfg: DictConfig) -> float | None:
                     assume_hardware(cfg.hardware)
                 else:
                     hardware.resolve(cfg.hardware)
+                    check_devices(cfg)
                 for key in list(cfg.reward):
                     cfg.reward[key] = typed_reward(key, cfg.reward[key])
     except UserError as e:

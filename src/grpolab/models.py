@@ -29,6 +29,7 @@ CHATML_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weight files that unpickle (and so can run code)
 
 
 def cache_root() -> Path:
@@ -108,6 +109,25 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def check_safetensors(path: Path, where: str) -> None:
+    """Refuse a model directory without safetensors weights, in particular one holding only pickles.
+
+    Loading a pickled checkpoint (``pytorch_model.bin``, ``*.pt``) runs whatever code it carries, so
+    weights are read from safetensors only.
+    """
+    if any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLED)
+    if pickled:
+        raise UserError(
+            f"{where} holds only pickled weights ({', '.join(pickled[:3])}); loading a pickle runs any code it "
+            "contains, so grpolab reads safetensors only. If you trust the file, convert it once: python -c "
+            f"\"from transformers import AutoModelForCausalLM as M; M.from_pretrained('{path}', "
+            f"use_safetensors=False).save_pretrained('{path}')\""
+        )
+    raise UserError(f"{where} has no weights (*.safetensors) beside its config.json; point it at a complete model.")
+
+
 def resolve_model_source(model_cfg: Any, seed: int) -> str:
     """Return a local directory or a hub id to load, failing fast with a clear message when unreachable."""
     if model_cfg.path:
@@ -119,6 +139,7 @@ def resolve_model_source(model_cfg: Any, seed: int) -> str:
                 f"model.path={model_cfg.path!r} has no config.json, so it is not a model directory. "
                 "Point it at a directory written by save_pretrained (a grpolab run directory is one)."
             )
+        check_safetensors(path, f"model.path={model_cfg.path!r}")
         return str(path.resolve())
     if model_cfg.tiny is not None:
         return str(tiny_model_dir(dict(model_cfg.tiny), seed))
@@ -143,6 +164,23 @@ def resolve_model_source(model_cfg: Any, seed: int) -> str:
             f"here), or pass model.path=/path/to/a/local/copy."
         )
     return model_cfg.id
+
+
+def context_length(source: str, model_cfg: Any) -> int | None:
+    """The model's context in tokens (``max_position_embeddings`` of its config), None when it has none."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(
+        source,
+        revision=None if Path(source).is_dir() else model_cfg.revision,
+        trust_remote_code=model_cfg.trust_remote_code,
+    )
+    config = getattr(config, "text_config", None) or config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def load_tokenizer(source: str, model_cfg: Any) -> Any:

@@ -99,9 +99,9 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train the configured run into ``run_dir``; returns the final metrics (rank 0's view)."""
     from grpolab.callbacks import RunRecorder
-    from grpolab.data import build_dataset
+    from grpolab.data import build_dataset, check_prompt_lengths
     from grpolab.interrupt import Interrupted, StopOnSignal, handle_signals
-    from grpolab.models import load_model, load_tokenizer, resolve_model_source
+    from grpolab.models import context_length, load_model, load_tokenizer, resolve_model_source
     from grpolab.resume import latest_checkpoint
     from grpolab.rewards import build as build_rewards
 
@@ -109,6 +109,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     source = resolve_model_source(cfg.model, cfg.seed)
     tokenizer = load_tokenizer(source, cfg.model)
     dataset = build_dataset(cfg.data, cfg.seed)
+    check_prompt_lengths(dataset, tokenizer, context_length(source, cfg.model), cfg)
     reward_funcs, weights = build_rewards(cfg.reward)
     if cfg.preflight != "skip":
         from grpolab import preflight

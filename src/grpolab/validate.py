@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ CHOICES = {
     "data.source": ("arithmetic", "hub", "jsonl"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
 }
+TRUSTED_TARGETS = ("grpolab", "trl", "peft", "transformers")
+GOLD_REWARDS = ("grpolab.rewards.accuracy_reward", "grpolab.rewards.cosine_reward")
 OUTWARD_FIELDS = ("logger.entity", "logger.project", "name", "hub.repo_id")  # sent to services, or published
 
 
@@ -70,6 +74,61 @@ def _check_target(where: str, target: str) -> None:
         ) from e
     if not hasattr(module, attr):
         raise UserError(f"{where}._target_={target!r}: {module_name!r} has no attribute {attr!r}.")
+
+
+def _targets(node: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """Every ``_target_`` in a resolved config, with its dotted location (``reward.x.fn._target_``)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key == "_target_":
+                yield path, value
+            else:
+                yield from _targets(value, path)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _targets(value, f"{where}[{i}]")
+
+
+def _find(top: str) -> Any:
+    """The import spec of a top-level package, found without running it (None when there is none)."""
+    try:
+        return importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+
+
+def _user_package(top: str) -> bool:
+    """Whether the top-level package ``top`` is the user's own: found in a PYTHONPATH directory."""
+    roots = [Path(p).resolve() for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if not roots:
+        return False
+    spec = _find(top)
+    places = [spec.origin] if spec and spec.origin else []
+    places += list(spec.submodule_search_locations or []) if spec else []
+    return any(Path(place).resolve().is_relative_to(root) for place in places for root in roots)
+
+
+def check_targets(container: dict[str, Any]) -> None:
+    """Refuse a ``_target_`` outside the allow-list: configs are code, a `_target_` is a call.
+
+    Allowed: grpolab, trl, peft and transformers; packages found in a ``PYTHONPATH`` directory (your
+    own code, put there on purpose); and any package or module named in ``allowed_targets``.
+    """
+    allowed = [*TRUSTED_TARGETS, *(str(a) for a in container.get("allowed_targets") or [])]
+    for where, target in _targets(container):
+        if not isinstance(target, str) or not target.strip():
+            raise UserError(f"{where}={target!r} must name a function or class, e.g. pkg.module.function.")
+        top = target.split(".")[0]
+        if any(target == a or target.startswith(f"{a}.") for a in allowed) or _user_package(top):
+            continue
+        if _find(top) is None:
+            continue  # nothing there to run: the import check names the missing package
+        raise UserError(
+            f"{where}={target!r} is not allowed: a _target_ runs the code it names, so configs may only name "
+            f"{', '.join(TRUSTED_TARGETS)}, packages on PYTHONPATH and those in allowed_targets. If you trust "
+            f"{top!r}, add it: 'allowed_targets=[{top}]' (or allowed_targets: [{top}] in your config)."
+        )
 
 
 def check_secret_looking(container: dict[str, Any]) -> None:
@@ -126,6 +185,35 @@ def typed_reward(name: str, entry: Any) -> DictConfig:
     return typed  # type: ignore[return-value]
 
 
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse options that need what this machine does not have (vLLM without CUDA or without vllm).
+
+    Called once the hardware option's `auto` is resolved against the machine, before the run directory
+    is written (a shipped option such as generation=vllm composes and validates anywhere).
+    """
+    t, hw = cfg.trainer, cfg.hardware
+    if t.use_vllm and hw.accelerator == "cpu":
+        raise UserError(
+            f"trainer.use_vllm=true generates with vLLM, which needs CUDA GPUs, and hardware={hw.name} runs on the "
+            "CPU. Drop trainer.use_vllm (the trainer then generates with transformers) or pick a GPU option "
+            "(hardware=single_gpu, hardware=zero3 on a GPU machine)."
+        )
+    if t.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise UserError("trainer.use_vllm=true but vllm is not installed: `pip install vllm`, or drop the option.")
+
+
+def _check_gold_answers(cfg: DictConfig, name: str, fn: DictConfig) -> None:
+    """A reward that scores against gold answers needs a column holding them."""
+    if fn._target_ not in GOLD_REWARDS:
+        return
+    column = fn.get("answer_column", cfg.data.answer_column)
+    if not column:
+        raise UserError(
+            f"reward.{name} ({fn._target_}) compares completions with gold answers, but data={cfg.data.name} has "
+            "none (data.answer_column=null). Set data.answer_column to the column holding them, or drop the reward."
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     """Check everything that can be known before loading a model; raise `UserError` naming the key."""
     try:
@@ -143,6 +231,7 @@ def validate(cfg: DictConfig) -> None:
 
     check_patterns(cfg.secrets.patterns)
     check_patterns(cfg.secrets.key_patterns, "secrets.key_patterns")
+    check_targets(container)  # before anything named by a _target_ is imported
     check_secret_looking(container)
     _check_choices(cfg)
     t = cfg.trainer
@@ -154,11 +243,28 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"trainer.beta={t.beta} must be >= 0 (0 disables the KL term).")
     if t.max_completion_length is not None and t.max_completion_length <= 0:
         raise UserError(f"trainer.max_completion_length={t.max_completion_length} must be positive.")
+    if t.per_device_train_batch_size < 1:
+        raise UserError(
+            f"trainer.per_device_train_batch_size={t.per_device_train_batch_size} must be at least 1 "
+            "(completions per device per step)."
+        )
+    if t.temperature <= 0:
+        raise UserError(
+            f"trainer.temperature={t.temperature} must be positive: GRPO samples several different completions "
+            "per prompt (typical: 0.6 to 1.0)."
+        )
+    if cfg.data.max_examples is not None and cfg.data.max_examples < 1:
+        raise UserError(f"data.max_examples={cfg.data.max_examples} must be at least 1, or null for every example.")
     hw = cfg.hardware
     if hw.num_processes < 1 or hw.num_machines < 1:
         raise UserError("hardware.num_processes and hardware.num_machines must be at least 1.")
     if hw.zero_stage not in (None, 0, 1, 2, 3):
         raise UserError(f"hardware.zero_stage={hw.zero_stage} must be null or 0..3.")
+    if hw.offload and hw.zero_stage != 3:
+        raise UserError(
+            f"hardware.offload=true needs DeepSpeed ZeRO-3 (hardware.zero_stage={hw.zero_stage}); "
+            "use hardware=zero3_offload."
+        )
     check_batch_geometry(t, world_size(cfg))
     if not cfg.reward:
         raise UserError("no reward selected: pass reward=format or 'reward=[format,accuracy]'.")
@@ -175,6 +281,7 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"reward.{name}.on_error={spec.on_error!r} must be 'raise' or 'none'.")
         if spec.timeout_s is not None and spec.timeout_s <= 0:
             raise UserError(f"reward.{name}.timeout_s={spec.timeout_s} must be positive, or null for no limit.")
+        _check_gold_answers(cfg, name, cfg.reward[name].fn)  # in place: its ${data.*} resolve
     if cfg.data.source in ("jsonl",) and cfg.data.path and not Path(cfg.data.path).expanduser().is_file():
         raise UserError(f"data.path={cfg.data.path!r}: no such file. Point data.path at a JSONL file.")
     if cfg.model.path and not Path(cfg.model.path).expanduser().is_dir():
