@@ -184,6 +184,7 @@ def run(cfg: DictConfig) -> float | None:
                     assume_hardware(cfg.hardware)
                 else:
                     hardware.resolve(cfg.hardware)
+                    hardware.check_kernels(cfg)
                     check_devices(cfg)
                 for key in list(cfg.reward):
                     cfg.reward[key] = typed_reward(key, cfg.reward[key])
