@@ -250,6 +250,7 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
         "wall_time": _wall_time(record),
         "tracker": _tracker(cfg, record, run_dir),
         "results": results.summary_rows(history, names, beta),
+        "evaluation": results.eval_summary(run_dir, read_metrics(run_dir)),
         "table": results.metric_table(history, names, beta, TABLE_ROWS) if history else None,
         "samples": samples,
         "samples_step": samples_step,

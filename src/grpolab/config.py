@@ -62,6 +62,10 @@ class DataSchema:
     answer_column: str | None = "answer"  # None: no gold answers
     system_prompt: str | None = None
     max_examples: int | None = None  # keep the first N after shuffling with `seed`
+    # evaluation prompts (grpolab.data.build_datasets): a JSONL file, a split of the hub dataset, or held out
+    eval_path: str | None = None  # JSONL with the same columns
+    eval_split: str | None = None  # hub datasets: e.g. test
+    eval_size: int | None = None  # without eval_path/eval_split: hold out N prompts; with them: use the first N
     # arithmetic only
     size: int = 2000
     max_operand: int = 20
@@ -76,6 +80,20 @@ class RewardSchema:
     weight: Any = 1.0  # a number, or a schedule: {schedule: linear, start: 1.0, end: 0.1, steps: 500}
     on_error: str = "raise"  # raise | none (score None for that completion and count it)
     timeout_s: float | None = None  # give up on a call after this many seconds (then on_error applies)
+
+
+@dataclass
+class EvalSchema:
+    """Greedy accuracy and pass@k on the eval prompts (grpolab.evaluate), with the training rewards."""
+
+    k: int = 4  # samples per prompt for pass@k
+    temperature: float | None = None  # None: trainer.temperature
+    max_new_tokens: int | None = None  # None: trainer.max_completion_length
+    batch_size: int = 64  # prompts per generate call
+    correct: list[str] | None = None  # rewards that must reach `threshold`; None: [accuracy] if set, else all
+    threshold: float = 1.0
+    at_end: bool = True  # evaluate once after training (when there are eval prompts)
+    samples: int = 4  # greedy completions kept in eval.json (and the card)
 
 
 @dataclass
@@ -155,6 +173,8 @@ class TrainSchema:
     plan: bool = False  # print the memory plan and stop
     preflight: str = "auto"  # auto | only | skip
     resume: str | None = None  # a run directory to continue
+    eval_only: bool = False  # evaluate (resume=<run_dir> or model.path=<dir>) and write eval.json; no training
+    eval: EvalSchema = field(default_factory=EvalSchema)
     rollouts: RolloutsSchema = field(default_factory=RolloutsSchema)
     push_to_hub: bool = False
     secrets: SecretsSchema = field(default_factory=SecretsSchema)

@@ -83,11 +83,9 @@ def _load_rows(data_cfg: Any, seed: int) -> Any:
     raise UserError(f"data.source={data_cfg.source!r} is unknown; use arithmetic, hub or jsonl.")
 
 
-def build_dataset(data_cfg: Any, seed: int) -> Any:
-    """Load the configured data and shape it into a conversational ``prompt`` column plus gold answers."""
-    ds = _load_rows(data_cfg, seed)
+def _shape(ds: Any, data_cfg: Any, where: str) -> Any:
+    """Check the configured columns and turn the prompt column into a conversational ``prompt``."""
     columns = list(ds.column_names)
-    where = data_cfg.path or data_cfg.name
     if data_cfg.prompt_column not in columns:
         raise UserError(
             f"data.prompt_column={data_cfg.prompt_column!r} is not a column of {where}; it has {columns}. "
@@ -113,15 +111,71 @@ def build_dataset(data_cfg: Any, seed: int) -> Any:
     keep = {prompt_col, data_cfg.answer_column} - {None}
     ds = ds.remove_columns([c for c in columns if c not in keep])
     if prompt_col != "prompt":
-        ds = ds.rename_column(prompt_col, "prompt_text").map(
+        return ds.rename_column(prompt_col, "prompt_text").map(
             lambda ex: to_chat({prompt_col: ex["prompt_text"]}), remove_columns=["prompt_text"]
         )
-    else:
-        ds = ds.map(to_chat)
-    ds = ds.shuffle(seed=seed)
+    return ds.map(to_chat)
+
+
+def _eval_rows(data_cfg: Any) -> tuple[Any, str] | None:
+    """The separate eval data (``data.eval_path`` or ``data.eval_split``) and where it came from, or None."""
+    from datasets import Dataset, load_dataset
+
+    if data_cfg.get("eval_path"):
+        path = Path(data_cfg.eval_path).expanduser()
+        if not path.is_file():
+            raise UserError(f"data.eval_path={data_cfg.eval_path!r}: no such file. Point it at a JSONL file.")
+        return Dataset.from_list(read_jsonl(path)), str(data_cfg.eval_path)
+    if data_cfg.get("eval_split"):
+        if data_cfg.source != "hub":
+            raise UserError(
+                f"data.eval_split={data_cfg.eval_split!r} names a split of a hub dataset; data={data_cfg.name} has "
+                "none. Hold out prompts with data.eval_size=N, or give data.eval_path=eval.jsonl."
+            )
+        try:
+            ds = load_dataset(str(data_cfg.path), data_cfg.subset, split=data_cfg.eval_split)
+        except (FileNotFoundError, ConnectionError, OSError, ValueError) as e:
+            raise UserError(
+                f"data.eval_split={data_cfg.eval_split!r} of {data_cfg.path!r} could not be loaded "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})."
+            ) from e
+        return ds, f"{data_cfg.path}:{data_cfg.eval_split}"
+    return None
+
+
+def build_datasets(data_cfg: Any, seed: int) -> tuple[Any, Any | None]:
+    """The training prompts and the eval prompts (None without an eval split), shaped alike.
+
+    The eval prompts are ``data.eval_path`` (JSONL), ``data.eval_split`` (a split of the hub dataset) or,
+    without either, the first ``data.eval_size`` prompts after shuffling, held out of training. With a
+    separate eval set, ``data.eval_size`` keeps its first N (shuffled) prompts.
+    """
+    ds = _load_rows(data_cfg, seed)
+    ds = _shape(ds, data_cfg, data_cfg.path or data_cfg.name).shuffle(seed=seed)
+    eval_size = data_cfg.get("eval_size")
+    if eval_size is not None and eval_size < 1:
+        raise UserError(f"data.eval_size={eval_size} must be at least 1 (or null for no held-out prompts).")
+    separate = _eval_rows(data_cfg)
+    eval_ds = None
+    if separate is not None:
+        eval_ds = _shape(separate[0], data_cfg, separate[1]).shuffle(seed=seed)
+        if eval_size:
+            eval_ds = eval_ds.select(range(min(eval_size, len(eval_ds))))
+    elif eval_size:
+        if eval_size >= len(ds):
+            raise UserError(f"data.eval_size={eval_size} would hold out all {len(ds)} prompts; keep some for training.")
+        eval_ds, ds = ds.select(range(eval_size)), ds.select(range(eval_size, len(ds)))
     if data_cfg.max_examples:
         ds = ds.select(range(min(data_cfg.max_examples, len(ds))))
-    return ds
+    return ds, eval_ds
+
+
+def build_dataset(data_cfg: Any, seed: int) -> Any:
+    """Load the configured data and shape it into a conversational ``prompt`` column plus gold answers.
+
+    Prompts held out by ``data.eval_size`` are not among them (see `build_datasets`).
+    """
+    return build_datasets(data_cfg, seed)[0]
 
 
 def _jsonl_line(path: Path, column: str, text: Any) -> int | None:

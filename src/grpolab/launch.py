@@ -164,6 +164,32 @@ def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], record: d
     return cfg
 
 
+def evaluated_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str], record: dict[str, Any]) -> DictConfig:
+    """The frozen config of ``run_dir`` plus this command's eval overrides; run.json and checkpoints stay as is."""
+    from grpolab.eval_only import eval_config
+
+    cfg = eval_config(runinfo.load_frozen(run_dir), cfg, overrides, record.get("overrides", []))
+    validate(cfg)
+    hardware.resolve(cfg.hardware)
+    return cfg
+
+
+def eval_here(cfg: DictConfig, run_dir: Path, resumed: bool) -> float | None:
+    """Evaluate in this process (eval_only=true); a fresh eval-only run directory is marked failed on error."""
+    from grpolab.eval_only import run_eval_only
+
+    try:
+        return run_eval_only(cfg, run_dir, resumed=resumed)
+    except Exception as e:
+        message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        if not resumed:
+            runinfo.update_run(run_dir, status="failed", finished_at=runinfo.now(), error=message)
+        if not isinstance(e, UserError):
+            log.error("evaluation failed:\n%s", traceback.format_exc())
+        _fail(message, e)
+    return None
+
+
 def run(cfg: DictConfig) -> float | None:
     """Validate, prepare (or continue) the run directory and train; returns the objective."""
     try:
@@ -173,7 +199,9 @@ def run(cfg: DictConfig) -> float | None:
         record = resume.resume_state(run_dir)
         if cfg.resume and record is None:
             raise UserError(f"resume={cfg.resume}: no run.json and config.yaml there; point it at a run directory.")
-        if record is not None:
+        if record is not None and cfg.eval_only:  # evaluate the run as trained: never "nothing left to train"
+            cfg = evaluated_run_config(cfg, run_dir, overrides, record)
+        elif record is not None:
             cfg = continue_run(cfg, run_dir, overrides, record)
         else:
             with open_dict(cfg):
@@ -197,6 +225,8 @@ def run(cfg: DictConfig) -> float | None:
         from grpolab import plan
 
         return plan.run(cfg, run_dir)
+    if cfg.eval_only:
+        return eval_here(cfg, run_dir, resumed=record is not None)
     if world_size(cfg) > 1:
         code = launch_workers(cfg, run_dir)
         record = runinfo.read_run(run_dir)

@@ -99,7 +99,7 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train the configured run into ``run_dir``; returns the final metrics (rank 0's view)."""
     from grpolab.callbacks import RunRecorder
-    from grpolab.data import build_dataset, check_prompt_lengths
+    from grpolab.data import build_datasets, check_prompt_lengths
     from grpolab.interrupt import Interrupted, StopOnSignal, handle_signals
     from grpolab.models import context_length, load_model, load_tokenizer, resolve_model_source
     from grpolab.resume import latest_checkpoint
@@ -108,7 +108,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     setup_process(cfg, run_dir)
     source = resolve_model_source(cfg.model, cfg.seed)
     tokenizer = load_tokenizer(source, cfg.model)
-    dataset = build_dataset(cfg.data, cfg.seed)
+    dataset, eval_dataset = build_datasets(cfg.data, cfg.seed)
     check_prompt_lengths(dataset, tokenizer, context_length(source, cfg.model), cfg)
     reward_funcs, weights = build_rewards(cfg.reward)
     if cfg.preflight != "skip":
@@ -127,6 +127,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     from trl import GRPOTrainer
 
+    from grpolab.evaluate import EvalCallback
     from grpolab.rollouts import RolloutArchive
     from grpolab.schedules import WeightSchedules, from_config
 
@@ -134,14 +135,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stop = StopOnSignal(save=cfg.trainer.save_on_interrupt)
     ro = cfg.rollouts
     archive = RolloutArchive(run_dir, list(cfg.reward), ro.every_n_steps, ro.max_per_step, cfg.data.answer_column)
+    evaluator = EvalCallback(cfg, run_dir, eval_dataset, reward_funcs) if eval_dataset is not None else None
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[recorder, stop, *([archive] if ro.enabled else [])],
+        callbacks=[recorder, stop, *([archive] if ro.enabled else []), *([evaluator] if evaluator else [])],
     )
     from transformers.trainer_callback import PrinterCallback
 
@@ -150,6 +153,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     WeightSchedules(from_config(cfg.reward)).attach(trainer, reward_funcs)  # applies and logs weights/<name>
     if ro.enabled:
         archive.attach(trainer, reward_funcs)
+    if evaluator is not None:
+        evaluator.attach(trainer)
     latest = latest_checkpoint(run_dir)
     with handle_signals(stop):
         trainer.train(resume_from_checkpoint=str(latest) if latest else None)
@@ -159,6 +164,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             f"stopped by {stop.signal_name} at step {trainer.state.global_step}; "
             + (f"continue with `python train.py resume={run_dir}` (from {saved.name})" if saved else "no checkpoint")
         )
+    if evaluator is not None:
+        evaluator.at_end(trainer)
     trainer.save_model(str(run_dir))
     metrics = recorder.finish(trainer)
     if cfg.push_to_hub and recorder.main:

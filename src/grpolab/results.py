@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS_JSONL = "metrics.jsonl"
+EVAL_JSON = "eval.json"  # the latest evaluation (grpolab.evaluate)
 STRIDES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
 
 
@@ -26,6 +27,69 @@ def objective(history: list[dict[str, Any]], key: str = "reward", tail: float = 
         return None
     n = max(1, math.ceil(len(values) * tail))
     return sum(values[-n:]) / n
+
+
+def metric_key(key: str) -> str:
+    """The metrics.jsonl key of a metric name: ``eval/accuracy`` is logged as ``eval_accuracy`` (TRL's convention).
+
+    >>> metric_key("eval/accuracy"), metric_key("rewards/format/mean")
+    ('eval_accuracy', 'rewards/format/mean')
+    """
+    return f"eval_{key.removeprefix('eval/')}" if key.startswith("eval/") else key
+
+
+def read_eval(run_dir: Path) -> dict[str, Any]:
+    """A run's eval.json ({} when it has none)."""
+    try:
+        return json.loads((Path(run_dir) / EVAL_JSON).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def run_objective(run_dir: Path, history: list[dict[str, Any]], key: str = "reward", tail: float = 0.2) -> float | None:
+    """The objective of a run: the tail mean of ``key`` over its history.
+
+    An eval metric (``eval/accuracy``) without logged values (an ``eval_only`` run) comes from eval.json.
+    """
+    value = objective(history, metric_key(key), tail)
+    if value is None and key.startswith("eval/"):
+        found = read_eval(run_dir).get("metrics", {}).get(key.removeprefix("eval/"))
+        value = found if isinstance(found, int | float) else None
+    return value
+
+
+def eval_summary(run_dir: Path, history: list[dict[str, Any]], rows: int = 20) -> dict[str, Any] | None:
+    """The latest evaluation (eval.json) and the logged evaluations by step, for the card (None: no evaluation).
+
+    Args:
+        run_dir: The run directory.
+        history: Its metrics.jsonl rows (training and ``eval_*`` rows).
+        rows: The most evaluation steps to list (thinned at a round stride, the last one kept).
+    """
+    result = read_eval(run_dir)
+    by_step: dict[int, dict[str, float]] = {}
+    for h in history:
+        found = {
+            k.removeprefix("eval_"): v for k, v in h.items() if k.startswith("eval_") and isinstance(v, int | float)
+        }
+        if found:
+            by_step.setdefault(h["step"], {}).update(found)
+    if not result and not by_step:
+        return None
+    wanted = ["accuracy", "pass@1", f"pass@{result.get('k')}", "reward", "greedy_reward"]
+    columns = [c for c in dict.fromkeys(wanted) if any(c in v for v in by_step.values())]
+    table = [[step, *(values.get(c) for c in columns)] for step, values in sorted(by_step.items())]
+    stride = next((s for s in STRIDES if len(table) / s <= rows), STRIDES[-1])
+    picked = table[::stride] + ([table[-1]] if table and (len(table) - 1) % stride else [])
+    return {
+        "step": result.get("step"),
+        "prompts": result.get("prompts"),
+        "k": result.get("k"),
+        "correct": result.get("correct") or {},
+        "metrics": list((result.get("metrics") or {}).items()),
+        "columns": columns,
+        "rows": picked,
+    }
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -111,12 +175,16 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def reward_curves(history: list[dict[str, Any]], names: list[str], path: Path) -> Path | None:
-    """Total and per-reward mean reward, and mean completion length, over steps (None: nothing logged yet).
+    """Total and per-reward mean reward (and eval reward and accuracy), and completion length, over steps.
 
     Args:
-        history: metrics.jsonl rows (``step``, ``reward``, ``rewards/<name>/mean``, ``completions/mean_length``).
+        history: metrics.jsonl rows (``step``, ``reward``, ``rewards/<name>/mean``, ``completions/mean_length``,
+            and the ``eval_*`` rows of evaluations).
         names: The reward names, in config order.
         path: Where to write the PNG.
+
+    Returns:
+        ``path``, or None when nothing was logged yet.
     """
     rows = [h for h in history if isinstance(h.get("reward"), int | float)]
     if not rows:
@@ -125,6 +193,10 @@ def reward_curves(history: list[dict[str, Any]], names: list[str], path: Path) -
     for name in names:
         ax_reward.plot(*series(rows, f"rewards/{name}/mean"), label=name, alpha=0.85)
     ax_reward.plot(*series(rows, "reward"), label="total", linewidth=2, color="black", zorder=3)
+    for key, label, style in (("eval_reward", "eval total", "o--"), ("eval_accuracy", "eval accuracy", "s:")):
+        steps, values = series(history, key)  # the eval rows, logged apart from the training rows
+        if steps:
+            ax_reward.plot(steps, values, style, label=label, color="tab:green" if "accuracy" in key else "dimgray")
     ax_reward.set_title("reward (mean over the batch)")
     ax_reward.legend(fontsize="small")
     ax_length.plot(*series(rows, "completions/mean_length"), color="tab:purple")

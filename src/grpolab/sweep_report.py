@@ -55,10 +55,10 @@ def _wall_time_s(record: dict[str, Any]) -> float | None:
 
 def read_job(job_dir: Path, sweep_dir: Path, objective_key: str, tail: float) -> dict[str, Any]:
     """One job's row: number, overrides, status, objective, final metrics, steps, wall time, card."""
-    from grpolab.results import objective, read_metrics
+    from grpolab.results import read_metrics, run_objective
 
     record = runinfo.read_run(job_dir)
-    history = [h for h in read_metrics(job_dir) if isinstance(h.get("reward"), int | float)]
+    history = read_metrics(job_dir)  # training rows, and eval rows (eval_*) when the job evaluates
     metrics = record.get("metrics") or {}
     overrides = OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
     return {
@@ -67,7 +67,7 @@ def read_job(job_dir: Path, sweep_dir: Path, objective_key: str, tail: float) ->
         "overrides": [str(o) for o in overrides],
         "status": record.get("status") or "starting",
         "error": record.get("error"),
-        "objective": objective(history, objective_key, tail) if history else None,
+        "objective": run_objective(job_dir, history, objective_key, tail),
         "reward": metrics.get("reward"),
         "rewards": {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("rewards/") and k.endswith("/mean")},
         "steps": record.get("global_step"),
@@ -90,7 +90,8 @@ def collect(
 
     Args:
         sweep_dir: The sweep root (Hydra's ``hydra.sweep.dir``).
-        objective_key: The metrics.jsonl key whose tail mean ranks the jobs.
+        objective_key: The metrics.jsonl key whose tail mean ranks the jobs (``eval/accuracy``: ``eval_accuracy``,
+            or eval.json for a job without logged evaluations).
         direction: ``maximize`` or ``minimize``.
         tail: The fraction of the last logged steps averaged into the objective.
         final: The sweep is over: a job still marked running or starting did not finish and is failed.
@@ -190,7 +191,7 @@ def write_report(
     import jinja2
 
     from grpolab.card import cell, duration, num
-    from grpolab.results import sweep_curves
+    from grpolab.results import metric_key, sweep_curves
 
     sweep_dir = Path(sweep_dir)
     jobs = collect(sweep_dir, objective_key=objective_key, direction=direction, tail=tail, final=final, failed=failed)
@@ -200,7 +201,7 @@ def write_report(
     common, own = _varying(jobs, _swept_keys(task))
     write_csv(jobs, names, sweep_dir / CSV)
     curves = {f"job {j['job']}: {' '.join(own[j['dir']]) or j['dir']}": j["history"] for j in jobs}
-    plot = sweep_curves(curves, sweep_dir / PLOT, key=objective_key)
+    plot = sweep_curves(curves, sweep_dir / PLOT, key=metric_key(objective_key))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
     )

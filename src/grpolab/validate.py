@@ -214,6 +214,36 @@ def _check_gold_answers(cfg: DictConfig, name: str, fn: DictConfig) -> None:
         )
 
 
+def check_eval(cfg: DictConfig) -> None:
+    """Raise when the eval split, evaluation or rollout settings cannot work together."""
+    data, t, ev, ro = cfg.data, cfg.trainer, cfg.eval, cfg.rollouts
+    if data.eval_path and data.eval_split:
+        raise UserError("set data.eval_path or data.eval_split, not both.")
+    if data.eval_path and not Path(data.eval_path).expanduser().is_file():
+        raise UserError(f"data.eval_path={data.eval_path!r}: no such file. Point it at a JSONL file.")
+    if data.eval_size is not None and data.eval_size < 1:
+        raise UserError(f"data.eval_size={data.eval_size} must be at least 1 (or null).")
+    has_eval = bool(data.eval_path or data.eval_split or data.eval_size)
+    if t.eval_strategy != "no" and not has_eval:
+        raise UserError(
+            f"trainer.eval_strategy={t.eval_strategy} needs eval prompts: data.eval_size=N (held out of training), "
+            "data.eval_split=test (hub datasets) or data.eval_path=eval.jsonl."
+        )
+    g = t.num_generations_eval or t.num_generations
+    if has_eval and (t.per_device_eval_batch_size * world_size(cfg)) % g:
+        raise UserError(
+            f"trainer.per_device_eval_batch_size={t.per_device_eval_batch_size} x {world_size(cfg)} process(es) is "
+            f"not divisible by {g} completions per eval prompt (trainer.num_generations_eval, else num_generations)."
+        )
+    if ev.k < 1 or ev.batch_size < 1:
+        raise UserError(f"eval.k={ev.k} and eval.batch_size={ev.batch_size} must be at least 1.")
+    unknown = [n for n in ev.correct or [] if n not in cfg.reward]
+    if unknown:
+        raise UserError(f"eval.correct names {unknown}, which are not among the rewards {list(cfg.reward)}.")
+    if ro.every_n_steps < 1 or (ro.max_per_step is not None and ro.max_per_step < 1):
+        raise UserError("rollouts.every_n_steps and rollouts.max_per_step must be at least 1 (max_per_step: or null).")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check everything that can be known before loading a model; raise `UserError` naming the key."""
     try:
@@ -284,6 +314,7 @@ def validate(cfg: DictConfig) -> None:
         _check_gold_answers(cfg, name, cfg.reward[name].fn)  # in place: its ${data.*} resolve
     if cfg.data.source in ("jsonl",) and cfg.data.path and not Path(cfg.data.path).expanduser().is_file():
         raise UserError(f"data.path={cfg.data.path!r}: no such file. Point data.path at a JSONL file.")
+    check_eval(cfg)
     if cfg.model.path and not Path(cfg.model.path).expanduser().is_dir():
         raise UserError(f"model.path={cfg.model.path!r} is not a directory. Point it at a saved model directory.")
     if cfg.push_to_hub and not cfg.hub.repo_id:
