@@ -6,9 +6,12 @@ Each run either stops with one clear message and run.json `status: failed`, or g
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,44 @@ def reward(name: str, target: str, **extra: object) -> str:
 
 def record(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
+
+
+def sleepy(completions: list, seconds: float = 30.0, **kwargs: object) -> list[float]:
+    time.sleep(seconds)
+    return [1.0] * len(completions)
+
+
+async def sleepy_async(completions: list, seconds: float = 30.0, **kwargs: object) -> list[float]:
+    await asyncio.sleep(seconds)
+    return [1.0] * len(completions)
+
+
+def where_called(completions: list, **kwargs: object) -> list[float]:
+    return [float(threading.current_thread() is threading.main_thread())] * len(completions)
+
+
+def test_a_timeout_is_kept_off_the_main_thread_too() -> None:
+    """No signals: the limit holds in a worker thread (where TRL may score), and on_error decides what follows."""
+    from grpolab.rewards import RewardError, wrap_reward
+
+    lenient, strict = wrap_reward("slow", sleepy, "none", 0.2), wrap_reward("slow", sleepy, "raise", 0.2)
+    with ThreadPoolExecutor(1) as pool:
+        start = time.monotonic()
+        assert pool.submit(lenient, completions=["a", "b"]).result() == [None, None]
+        assert lenient.timeouts == 2
+        with pytest.raises(RewardError, match=r"reward 'slow' did not return within reward.slow.timeout_s=0.2 s"):
+            pool.submit(strict, completions=["a"]).result()
+        assert time.monotonic() - start < 10  # two 0.2 s limits, not two 30 s sleeps
+    async_reward = wrap_reward("judge", sleepy_async, "none", 0.2)
+    assert asyncio.run(async_reward(completions=["a"])) == [None]
+    assert async_reward.timeouts == 1
+
+
+def test_without_a_timeout_the_reward_runs_in_the_calling_thread() -> None:
+    from grpolab.rewards import wrap_reward
+
+    assert wrap_reward("r", where_called)(completions=["a"]) == [1.0]  # no extra thread, no overhead
+    assert wrap_reward("r", where_called, timeout_s=5.0)(completions=["a"]) == [0.0]
 
 
 STOPS = [
@@ -131,8 +172,6 @@ def test_a_checkpoint_that_cannot_be_written_fails_clearly_and_keeps_the_previou
 @pytest.mark.slow
 def test_two_multi_process_runs_at_once_each_get_their_own_rendezvous(tmp_path: Path) -> None:
     """torchrun --standalone picks a free port per run: two ZeRO-3 runs started together both finish."""
-    from concurrent.futures import ThreadPoolExecutor
-
     dirs = [tmp_path / "a", tmp_path / "b"]
     args = ["hardware=zero3", "hardware.num_processes=2", "debug=smoke", "preflight=skip"]
     with ThreadPoolExecutor(2) as pool:
