@@ -1,4 +1,5 @@
-"""Secrets never reach a file grpolab writes: tokens in the environment and on the command line, greped for."""
+"""Secrets never reach a file grpolab writes (tokens in the environment and on the command line, greped for);
+the card says when a model's own code ran (trust_remote_code)."""
 
 from __future__ import annotations
 
@@ -107,3 +108,22 @@ def test_a_token_pasted_as_the_wandb_entity_is_refused(tmp_path: Path) -> None:
     assert "logger.entity=REDACTED looks like a token" in proc.stderr
     assert ENV["HF_TOKEN"] not in proc.stdout + proc.stderr
     assert leaks(run_dir) == []
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_the_card_warns_when_remote_code_was_trusted(trust: bool, tmp_path: Path) -> None:
+    from conftest import REPO
+    from hydra import compose, initialize_config_dir
+
+    from grpolab import runinfo
+    from grpolab.card import write_card
+    from grpolab.config import register
+
+    register()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model.trust_remote_code={str(trust).lower()}", "name=card-check"])
+    runinfo.freeze_config(cfg, tmp_path)
+    runinfo.update_run(tmp_path, status="completed", started_at=runinfo.now(), finished_at=runinfo.now())
+    card = write_card(tmp_path, cfg).read_text()
+    assert ("loaded with `trust_remote_code=true`" in card) is trust
+    assert (", trust_remote_code=True)" in card) is trust  # the quick start needs it too
