@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_ok, run_train
+from conftest import REPO, assert_ok, run_train
 from omegaconf import OmegaConf
 
 from grpolab import secrets
@@ -60,8 +60,6 @@ def test_no_key_of_the_composed_config_is_taken_for_a_secret() -> None:
     from grpolab.config import register
 
     register()
-    from conftest import REPO
-
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["reward=[format,tag_count,accuracy,cosine,length,repetition]"])
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -112,7 +110,6 @@ def test_a_token_pasted_as_the_wandb_entity_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("trust", [False, True])
 def test_the_card_warns_when_remote_code_was_trusted(trust: bool, tmp_path: Path) -> None:
-    from conftest import REPO
     from hydra import compose, initialize_config_dir
 
     from grpolab import runinfo
