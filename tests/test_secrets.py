@@ -124,3 +124,28 @@ def test_the_card_warns_when_remote_code_was_trusted(trust: bool, tmp_path: Path
     card = write_card(tmp_path, cfg).read_text()
     assert ("loaded with `trust_remote_code=true`" in card) is trust
     assert (", trust_remote_code=True)" in card) is trust  # the quick start needs it too
+
+
+@pytest.mark.slow
+def test_workers_of_a_multi_process_run_get_the_secret_the_files_do_not_hold(tmp_path: Path) -> None:
+    """config.yaml holds REDACTED; each rank's reward still gets the real key (through its environment)."""
+    import hashlib
+
+    run_dir = tmp_path / "run"
+    judge = (
+        "+reward.judge={fn: {_target_: faulty_rewards.needs_key, _partial_: true, "
+        f"api_key: {JUDGE_KEY}, key_sha256: {hashlib.sha256(JUDGE_KEY.encode()).hexdigest()}}}}}"
+    )
+    proc = run_train(
+        "hardware=zero3",
+        "hardware.num_processes=2",
+        "debug=smoke",
+        "preflight=skip",  # a constant reward: preflight would (rightly) refuse it
+        judge,
+        f"hydra.run.dir={run_dir}",
+        env={**ENV, "PYTHONPATH": str(REPO / "tests" / "fixtures" / "faults")},
+    )
+    assert_ok(proc)
+    assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
+    assert OmegaConf.load(run_dir / "config.yaml").reward.judge.fn.api_key == "REDACTED"
+    assert leaks(run_dir) == []
