@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from grpolab import hardware, resume, runinfo
+from grpolab import hardware, resume, runinfo, secrets
 from grpolab.errors import UserError
 from grpolab.validate import check_devices, check_output_dir, typed_reward, validate, world_size
 
@@ -38,7 +38,7 @@ def _fail(message: str, error: BaseException | None = None) -> None:
     """Print one message and exit 1; with HYDRA_FULL_ERROR=1 re-raise ``error`` with its traceback."""
     if error is not None and os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
-    print(f"Error: {message}", file=sys.stderr)
+    print(f"Error: {secrets.text(message)}", file=sys.stderr)  # job logs and Slurm output files keep stderr
     sys.exit(1)
 
 
