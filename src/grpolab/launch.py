@@ -76,6 +76,7 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Non
         metrics={},
         versions=runinfo.versions(),
         error=None,
+        slurm=slurm_job_info(),
     )
 
 
@@ -107,6 +108,15 @@ def worker_command(cfg: DictConfig, run_dir: Path, port: int) -> list[str]:
     return [*cmd, "-m", "grpolab.worker", str(run_dir)]
 
 
+def slurm_job_info() -> dict[str, Any] | None:
+    """The Slurm job this process runs in (None outside Slurm)."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    from grpolab.slurm import job_info
+
+    return job_info()
+
+
 def launch_workers(cfg: DictConfig, run_dir: Path) -> int:
     """Start the workers of a multi-process run and wait for them; returns the launcher's exit code."""
     hw = cfg.hardware
@@ -121,7 +131,16 @@ def launch_workers(cfg: DictConfig, run_dir: Path) -> int:
         env["DS_ACCELERATOR"] = "cpu"
         env.setdefault("OMP_NUM_THREADS", str(hw.torch_threads or max(1, (os.cpu_count() or 1) // hw.num_processes)))
     log.info("launching %d process(es) on this machine: %s", hw.num_processes, " ".join(cmd))
-    proc = subprocess.Popen(cmd, env=env)
+    # Slurm sends its preemption signals (USR1/USR2) to every process of the job: the launcher and the
+    # workers ignore them (the disposition survives exec), and this process turns them into SIGINT
+    # for the workers, which then save and stop together
+    preempt = (signal.SIGUSR1, signal.SIGUSR2)
+    own = {sig: signal.signal(sig, signal.SIG_IGN) for sig in preempt}
+    try:
+        proc = subprocess.Popen(cmd, env=env)
+    finally:
+        for sig, handler in own.items():
+            signal.signal(sig, handler)
     # Ctrl-C / SIGTERM reach the launcher, which forwards them to every worker (they save and stop)
     forward = {sig: signal.signal(sig, lambda s, _f: proc.send_signal(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -159,6 +178,7 @@ def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], record: d
         resumes=int(record.get("resumes", 0)) + 1,
         resumed_from_step=step,
         resumed_at=runinfo.now(),
+        slurm=slurm_job_info() or record.get("slurm"),
     )
     log.info("continuing %s from step %d", run_dir, step)
     return cfg
