@@ -114,7 +114,8 @@ def score(
     }
     scores = {}
     for reward in reward_funcs:
-        fresh = wrap_reward(reward.__name__, reward.fn, reward.on_error)  # no hooks: nothing is logged
+        # a copy without hooks (nothing is logged), with the reward's error policy and time limit
+        fresh = wrap_reward(reward.__name__, reward.fn, reward.on_error, getattr(reward, "timeout_s", None))
         result = fresh(**kwargs)
         result = asyncio.run(result) if is_async(fresh) else result
         scores[reward.__name__] = [math.nan if s is None else float(s) for s in result]
