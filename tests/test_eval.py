@@ -14,10 +14,12 @@ from grpolab import runinfo
 from grpolab.config import DataSchema, TrainSchema
 from grpolab.data import build_datasets
 from grpolab.errors import UserError
+from grpolab.evaluate import evaluate
 from grpolab.results import metric_key, run_objective
 from grpolab.sweep_report import collect
 
 EVAL = ["data.eval_size=4", "trainer.eval_strategy=steps", "trainer.eval_steps=2"]
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def data_cfg(**kw: object) -> OmegaConf:
@@ -160,3 +162,30 @@ def test_eval_metric_names(tmp_path: Path) -> None:
 def test_eval_node_defaults() -> None:
     ev = TrainSchema().eval
     assert (ev.k, ev.threshold, ev.at_end, ev.correct) == (4, 1.0, True, None)
+
+
+def test_accuracy_and_pass_at_k_follow_the_rewards() -> None:
+    """The tiny model's completions, scored by rewards whose verdict is known: always right, never scored."""
+    from hydra import compose, initialize_config_dir
+
+    from grpolab.config import register
+    from grpolab.models import load_model, load_tokenizer, resolve_model_source
+    from grpolab.rewards import wrap_reward
+
+    register()  # the train_schema node conf/train.yaml starts from
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["debug=smoke", "data.eval_size=3", "eval.k=2"])
+    source = resolve_model_source(cfg.model, cfg.seed)
+    model, tokenizer = load_model(source, cfg.model, cfg.hardware), load_tokenizer(source, cfg.model)
+    _, prompts = build_datasets(cfg.data, cfg.seed)
+    right = wrap_reward("format", lambda completions, **kw: [1.0] * len(completions))
+    unscored = wrap_reward("tag_count", lambda completions, **kw: [None] * len(completions))
+    result = evaluate(model, tokenizer, prompts, [right, unscored], weights=[0.5, 1.0], cfg=cfg)
+    metrics = result["metrics"]
+    assert (metrics["accuracy"], metrics["pass@1"], metrics["pass@2"]) == (0.0, 0.0, 0.0)  # None is never correct
+    assert metrics["greedy/format"] == 1.0 and metrics["greedy/tag_count"] is None and metrics["greedy_reward"] == 0.5
+    assert result["samples"][0]["rewards"] == {"format": 1.0, "tag_count": None}
+    json.dumps(result, allow_nan=False)  # eval.json is strict JSON
+    cfg.eval.correct = ["format"]
+    metrics = evaluate(model, tokenizer, prompts, [right, unscored], weights=[0.5, 1.0], cfg=cfg)["metrics"]
+    assert (metrics["accuracy"], metrics["pass@1"], metrics["pass@2"]) == (1.0, 1.0, 1.0)

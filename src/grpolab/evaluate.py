@@ -203,7 +203,7 @@ def evaluate(
         "correct": {"rewards": correct, "threshold": ev.threshold},
         "metrics": metrics,
         "samples": [
-            {"prompt": prompts[i], "completion": texts[i], "rewards": {n: g_scores[n][i] for n in names}}
+            {"prompt": prompts[i], "completion": texts[i], "rewards": finite({n: g_scores[n][i] for n in names})}
             for i in range(len(texts))
         ],
     }
