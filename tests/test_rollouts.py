@@ -159,3 +159,23 @@ def test_nan_scores_stay_out_of_the_total(tmp_path: Path) -> None:
     write_part(tmp_path, 1, columns, NAMES)
     frame = load(tmp_path)
     assert math.isnan(frame["accuracy"][0]) and frame["completion_length"].isna().all()
+
+
+def test_secrets_in_text_are_redacted(tmp_path: Path) -> None:
+    token = "hf_" + "x" * 30
+    columns = {
+        "step": [1],
+        "group": [0],
+        "prompt": [f"my key is {token}"],
+        "completion": [f"echo {token}"],
+        "answer": [None],
+        "format": [1.0],
+        "accuracy": [0.0],
+        "total": [1.0],
+        "advantage": [0.0],
+        "completion_length": [3],
+        "truncated": [False],
+    }
+    write_part(tmp_path, 1, columns, NAMES)
+    row = load(tmp_path).iloc[0]
+    assert (row["prompt"], row["completion"]) == ("my key is REDACTED", "echo REDACTED")

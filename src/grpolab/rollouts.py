@@ -31,6 +31,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 ARCHIVE = "rollouts"
+TEXT = ("prompt", "completion", "answer")
 FIXED = ("step", "group", "prompt", "completion", "answer", "total", "advantage", "completion_length", "truncated")
 
 
@@ -60,9 +61,13 @@ def part_path(run_dir: Path, step: int) -> Path:
 
 
 def write_part(run_dir: Path, step: int, columns: Mapping[str, list[Any]], names: Sequence[str]) -> Path:
-    """Write one step's rows atomically (temporary file, then rename); returns the file."""
+    """Write one step's rows atomically (temporary file, then rename), secrets redacted; returns the file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from grpolab import secrets
+
+    columns = {**columns, **{k: [v if v is None else secrets.text(v) for v in columns[k]] for k in TEXT}}
 
     types = {"step": pa.int64(), "group": pa.int64(), "prompt": pa.string(), "completion": pa.string()}
     types |= {"answer": pa.string(), **{reward_column(n): pa.float64() for n in names}}
