@@ -4,6 +4,7 @@
     python bench/plain_trl.py --steps 40 --output-dir outputs/plain_trl/demo
     python bench/plain_trl.py --steps 40 --threads 1         # torch.set_num_threads(1), as hardware=cpu does
     python bench/plain_trl.py --steps 40 --trl-defaults      # TRL's own bf16 and gradient checkpointing defaults
+    python bench/plain_trl.py --steps 40 --trl-defaults bf16 # only TRL's precision default
 
 Same model (the tiny Qwen3-shaped model from grpolab's cache, built from the same architecture and
 seed), same data (the arithmetic prompts as a conversational `prompt` column, shuffled with the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +37,21 @@ TINY_ARCH = {
 SYSTEM_PROMPT = "Think in <think></think>, answer in <answer></answer>."
 
 
-def grpo_args(output_dir: str, steps: int, save_steps: int = 100, seed: int = SEED, trl_defaults: bool = False) -> Any:
+def grpo_args(
+    output_dir: str, steps: int, save_steps: int = 100, seed: int = SEED, trl_defaults: Collection[str] = ()
+) -> Any:
     """The GRPOConfig of the embedded default (conf/trainer/default.yaml on hardware=cpu, model=tiny).
 
-    With ``trl_defaults``, precision and checkpointing are left to TRL, which turns both on: bf16
-    autocast (even on a CPU) and gradient checkpointing. grpolab states them instead: fp32 on the
+    ``trl_defaults`` names settings left to TRL, which turns both on: ``bf16`` (autocast, even on a
+    CPU) and ``checkpointing`` (gradient checkpointing). grpolab states them instead: fp32 on the
     CPU (hardware=cpu) and no checkpointing (model.gradient_checkpointing=false).
     """
     from trl import GRPOConfig
 
-    own = {} if trl_defaults else {"bf16": False, "activation_checkpointing": False}
+    own: dict[str, Any] = {"bf16": False, "activation_checkpointing": False}
+    for name, key in (("bf16", "bf16"), ("checkpointing", "activation_checkpointing")):
+        if name in trl_defaults:
+            del own[key]
     return GRPOConfig(
         **own,
         output_dir=output_dir,
@@ -93,7 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-steps", type=int, default=100)
     parser.add_argument("--output-dir", default="outputs/plain_trl/run")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--trl-defaults", action="store_true", help="TRL's bf16 and gradient checkpointing defaults")
+    parser.add_argument(
+        "--trl-defaults",
+        nargs="?",
+        const="bf16,checkpointing",
+        default="",
+        help="leave these to TRL's defaults (on): bf16, checkpointing (both when given alone)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[format_reward, tag_count_reward],
-        args=grpo_args(args.output_dir, args.steps, args.save_steps, trl_defaults=args.trl_defaults),
+        args=grpo_args(args.output_dir, args.steps, args.save_steps, trl_defaults=args.trl_defaults.split(",")),
         train_dataset=dataset(),
         processing_class=tokenizer,
     )

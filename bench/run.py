@@ -4,6 +4,7 @@
     python bench/run.py --steps 20 --repeat 3      # quicker, noisier
     python bench/run.py --only cli,rewards         # just the config-only CLI and the rewards
     python bench/run.py --threads 1,2              # also time the default run with 1 and with 2 torch threads
+    python bench/run.py --only none --defaults     # what grpolab's fp32 / no-checkpointing defaults buy over TRL's
 
 Each repeat runs the embedded default (tiny model, arithmetic, [format, tag_count], CPU) for
 `--steps` steps twice, through `python train.py` and through `bench/plain_trl.py`, alternating
@@ -108,16 +109,17 @@ def run_stats(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def commands(work: Path, name: str, steps: int, threads: int | None, repeat: int) -> list[str]:
-    """The probe command line of run ``name`` (ours / plain) number ``repeat``."""
+def commands(
+    work: Path, name: str, steps: int, threads: int | None, repeat: int, *, extra: Sequence[str] = ()
+) -> list[str]:
+    """The probe command line of run ``name`` (ours... : train.py, else plain_trl.py) number ``repeat``."""
     probe = [sys.executable, str(BENCH / "probe.py"), str(work / f"{name}-{repeat}.json")]
     out = work / f"{name}-{repeat}"
     if name.startswith("ours"):
-        extra = [f"hardware.torch_threads={threads}"] if threads is not None else []
-        return [*probe, "train.py", f"trainer.max_steps={steps}", f"hydra.run.dir={out}", *extra]
-    return [*probe, "bench/plain_trl.py", "--steps", str(steps), "--output-dir", str(out)] + (
-        ["--threads", str(threads)] if threads else []
-    )
+        own = [f"hardware.torch_threads={threads}"] if threads is not None else []
+        return [*probe, "train.py", f"trainer.max_steps={steps}", f"hydra.run.dir={out}", *own, *extra]
+    own = ["--threads", str(threads)] if threads else []
+    return [*probe, "bench/plain_trl.py", "--steps", str(steps), "--output-dir", str(out), *own, *extra]
 
 
 def rewards_of(run_dir: Path) -> list[float]:
@@ -334,11 +336,12 @@ def table(results: dict[str, Any]) -> str:
         for name, s in rewards.items():
             low_high = f"{s['min']:,.0f}..{s['max']:,.0f}"
             add(f"{name:<34}{s['completions']:>12,}{s['median']:>12,.0f}{low_high:>22}")
-    threads = results.get("threads")
-    if threads:
+    for key, title in (("threads", "torch threads (train.py)"), ("defaults", "precision, checkpointing (plain)")):
+        if not results.get(key):
+            continue
         add("")
-        add(f"{'torch threads (train.py)':<34}{'step_time':>12}{'step wall':>12}{'CPU/step':>12}  step_time per run")
-        for n, s in threads.items():
+        add(f"{title:<34}{'step_time':>12}{'step wall':>12}{'CPU/step':>12}  step_time per run")
+        for n, s in results[key].items():
             add(
                 f"{n:<34}{_fmt(s['step_time']):>12}{_fmt(s['step_wall']):>12}{_fmt(s['step_cpu']):>12}"
                 f"  {_range(s['run_medians'])}"
@@ -346,20 +349,30 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench_threads(work: Path, steps: int, repeat: int, counts: list[int], env: dict[str, str]) -> dict[str, Any]:
-    """Median step figures of `train.py` with each torch thread count (interleaved repeats)."""
-    per: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+def bench_variants(
+    work: Path,
+    steps: int,
+    repeat: int,
+    variants: dict[str, tuple[str, list[str]]],
+    *,
+    threads: int | None,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    """Median step figures of each variant, label -> (ours | plain, extra arguments); repeats interleaved."""
+    labels = list(variants)
+    per: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     for i in range(repeat):
-        for n in counts if i % 2 == 0 else counts[::-1]:
-            name = f"ours_t{n}"
-            rec = timed_run(commands(work, name, steps, n, i), work / f"{name}-{i}.json", work / f"{name}-{i}.log", env)
-            per[n].append(run_stats(rec))
+        for label in labels if i % 2 == 0 else labels[::-1]:
+            script, extra = variants[label]
+            name = f"{script}_v{labels.index(label)}"
+            cmd = commands(work, name, steps, threads, i, extra=extra)
+            per[label].append(run_stats(timed_run(cmd, work / f"{name}-{i}.json", work / f"{name}-{i}.log", env)))
     return {
-        str(n): {
+        label: {
             **{k: quantile([v for r in rs for v in r[k]], 0.5) for k in ("step_time", "step_wall", "step_cpu")},
             "run_medians": spread([quantile(r["step_time"], 0.5) for r in rs]),
         }
-        for n, rs in per.items()
+        for label, rs in per.items()
     }
 
 
@@ -373,6 +386,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reward-n", type=int, default=10_000)
     parser.add_argument("--reward-n-math", type=int, default=1_000)
     parser.add_argument("--threads", default="", help="comma-separated torch thread counts to compare, e.g. 1,2")
+    parser.add_argument("--defaults", action="store_true", help="also time TRL's bf16 and checkpointing defaults")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections: {','.join(SECTIONS)}")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed first run of each script")
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "bench", help="scratch run directories")
@@ -408,13 +422,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["rewards"] = bench_rewards(args.reward_n, args.reward_n_math, args.reward_repeat)
 
     def threads() -> None:
-        counts = [int(n) for n in args.threads.split(",")]
-        results["threads"] = bench_threads(work, args.steps, args.repeat, counts, env)
+        variants = {n: ("ours", [f"hardware.torch_threads={n}"]) for n in args.threads.split(",")}
+        results["threads"] = bench_variants(work, args.steps, args.repeat, variants, threads=None, env=env)
+
+    def defaults() -> None:
+        variants = {
+            "grpolab: fp32, no checkpointing": ("plain", []),
+            "TRL's bf16 autocast": ("plain", ["--trl-defaults", "bf16"]),
+            "TRL's gradient checkpointing": ("plain", ["--trl-defaults", "checkpointing"]),
+            "TRL's both": ("plain", ["--trl-defaults", "bf16,checkpointing"]),
+        }
+        results["defaults"] = bench_variants(
+            work, args.steps, args.repeat, variants, threads=default_threads(), env=env
+        )
 
     steps += [("cli", cli)] if "cli" in only else []
     steps += [("rewards", rewards)] if "rewards" in only else []
     steps += [("train", train)] if "train" in only else []
     steps += [("threads", threads)] if args.threads else []
+    steps += [("defaults", defaults)] if args.defaults else []
     for name, fn in steps:
         print(f"[{name}]", flush=True)
         fn()

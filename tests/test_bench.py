@@ -49,8 +49,11 @@ def test_plain_script_builds_the_default_model_data_and_config(tmp_path: Path) -
 
 
 def test_plain_script_trl_defaults_turn_on_bf16_and_checkpointing(tmp_path: Path) -> None:
-    args = bench_module("plain_trl").grpo_args(str(tmp_path), steps=2, trl_defaults=True)
+    grpo_args = bench_module("plain_trl").grpo_args
+    args = grpo_args(str(tmp_path), steps=2, trl_defaults=("bf16", "checkpointing"))
     assert args.bf16 and args.activation_checkpointing
+    args = grpo_args(str(tmp_path), steps=2, trl_defaults=("bf16",))
+    assert args.bf16 and not args.activation_checkpointing
 
 
 @pytest.mark.slow
