@@ -230,8 +230,8 @@ def rewrite_file(path: Path) -> None:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        try:
-            data = yaml.safe_load(original)
+        try:  # libyaml's parser when present: the same data, ~8x faster than the pure-Python one
+            data = yaml.load(original, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError:
             data = None
         hidden = _current.obj(data)
