@@ -123,3 +123,16 @@ def test_optuna_sweep_maximises_the_returned_objective(tmp_path: Path) -> None:
     for n in (0, 1):
         overrides = yaml.safe_load((tmp_path / str(n) / ".hydra" / "overrides.yaml").read_text())
         assert any(o.startswith("trainer.learning_rate=") for o in overrides)
+
+
+def test_objective_by_name_is_what_jobs_return_and_the_report_ranks(tmp_path: Path) -> None:
+    """`objective=<metric>` is stated once: each job returns it and the sweep report ranks by it."""
+    assert_ok(
+        run_train(*SMOKE, "objective=rewards/tag_count/mean", "seed=1,2", f"hydra.sweep.dir={tmp_path}", multirun=True)
+    )
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert len(rows) == 2
+    for row in rows:
+        metrics = json.loads((tmp_path / row["job"] / "run.json").read_text())["metrics"]
+        assert float(row["objective"]) == metrics["objective"] == metrics["rewards/tag_count/mean"]
+    assert [float(r["objective"]) for r in rows] == sorted((float(r["objective"]) for r in rows), reverse=True)

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from grpolab import runinfo, secrets
-from grpolab.results import METRICS_JSONL, objective, read_metrics  # pure: the sweep report reads them too
+from grpolab.results import METRICS_JSONL, read_metrics, run_objective
 from grpolab.resume import mark_complete
 
 log = logging.getLogger("grpolab")
@@ -105,7 +105,7 @@ class RunRecorder(TrainerCallback):
         steps = [h for h in history if "reward" in h]
         last = steps[-1] if steps else {}
         metrics = {k: v for k, v in last.items() if isinstance(v, int | float)}
-        metrics["objective"] = objective(steps)
+        metrics["objective"] = run_objective(self.run_dir, history, self.cfg.objective)
         logs = getattr(self.trainer, "_logs", None)  # the latest generation batch, kept by GRPOTrainer
         if logs:
             from grpolab.schedules import from_config

@@ -170,6 +170,9 @@ class TrainSchema:
     hub: HubSchema = field(default_factory=HubSchema)
     name: str | None = None  # run / card model name; None: <model>-grpo-<rewards>
     seed: int = 42
+    # what a sweep optimises and ranks by: a logged metric's mean over the last 20% of logged steps
+    # (reward = total reward; rewards/format/mean; eval/accuracy, from eval.json for eval_only runs)
+    objective: str = "reward"
     plan: bool = False  # print the memory plan and stop
     preflight: str = "auto"  # auto | only | skip
     resume: str | None = None  # a run directory to continue
