@@ -85,3 +85,46 @@ def test_cpu_cannot_take_bf16(tmp_path: Path) -> None:
     proc = run_train("hardware.precision=bf16", "debug=smoke", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode != 0
     assert "hardware.precision=bf16" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_nodes_meet_at_one_rendezvous(tmp_path: Path) -> None:
+    """Multi-node as Slurm runs it: one launcher per node (SLURM_NODEID), node 0 owns the run directory.
+
+    Both "nodes" run on this machine; their workers meet through torchrun's c10d rendezvous.
+    """
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    overrides = [
+        "hardware=zero3",
+        "hardware.num_processes=1",
+        "hardware.num_machines=2",
+        "debug=smoke",
+        f"hardware.main_process_port={29500 + os.getpid() % 1000}",
+        f"hydra.run.dir={run_dir}",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), *overrides],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "SLURM_NODEID": str(n), "MASTER_ADDR": "127.0.0.1"},
+        )
+        for n in (0, 1)
+    ]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-3000:] if p.stderr else ""
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["world_size"] == 2 and record["zero_stage"] == 3
+    assert record["zero3_partition"]["rank0_numel"] * 2 - record["zero3_partition"]["numel"] <= 64
+
+
+def test_multi_node_needs_an_agreed_port(tmp_path: Path) -> None:
+    proc = run_train("hardware=zero3", "hardware.num_machines=2", "debug=smoke", f"hydra.run.dir={tmp_path / 'r'}")
+    assert proc.returncode != 0
+    assert "hardware.main_process_port" in proc.stderr and "Traceback" not in proc.stderr

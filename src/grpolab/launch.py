@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -210,12 +211,33 @@ def eval_here(cfg: DictConfig, run_dir: Path, resumed: bool) -> float | None:
     return None
 
 
+def node_rank(cfg: DictConfig) -> int:
+    """This machine's index in a multi-node job (Slurm's SLURM_NODEID; 0 on one machine)."""
+    return int(os.environ.get("SLURM_NODEID", "0")) if cfg.hardware.num_machines > 1 else 0
+
+
+def follow_node_zero(run_dir: Path, timeout_s: float = 600.0) -> None:
+    """Another node of a multi-node job: node 0 owns the run directory; start this node's workers from it."""
+    deadline = time.monotonic() + timeout_s
+    frozen = run_dir / runinfo.CONFIG_YAML
+    while not frozen.exists():
+        if time.monotonic() > deadline:
+            _fail(f"node 0 wrote no {frozen} within {timeout_s:.0f} s; check its log")
+        time.sleep(0.5)
+    code = launch_workers(runinfo.load_frozen(run_dir), run_dir)
+    if code != 0:
+        sys.exit(code)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Validate, prepare (or continue) the run directory and train; returns the objective."""
     try:
         validate(cfg)
         run_dir, overrides = _hydra_context()
         check_output_dir(run_dir)
+        if node_rank(cfg) > 0:
+            follow_node_zero(run_dir)
+            return None
         record = resume.resume_state(run_dir)
         if cfg.resume and record is None:
             raise UserError(f"resume={cfg.resume}: no run.json and config.yaml there; point it at a run directory.")

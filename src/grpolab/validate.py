@@ -288,6 +288,11 @@ def validate(cfg: DictConfig) -> None:
     hw = cfg.hardware
     if hw.num_processes < 1 or hw.num_machines < 1:
         raise UserError("hardware.num_processes and hardware.num_machines must be at least 1.")
+    if hw.num_machines > 1 and hw.main_process_port is None and not os.environ.get("MASTER_PORT"):
+        raise UserError(
+            f"hardware.num_machines={hw.num_machines}: every node must meet at the same rendezvous port; set "
+            "hardware.main_process_port=29500 (or MASTER_PORT; the Slurm launcher sets it)."
+        )
     if hw.zero_stage not in (None, 0, 1, 2, 3):
         raise UserError(f"hardware.zero_stage={hw.zero_stage} must be null or 0..3.")
     if hw.offload and hw.zero_stage != 3:
