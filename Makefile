@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
-PYTEST_ARGS ?=
+# two workers: the suite is mostly single-threaded tiny trainings in subprocesses (one file per worker)
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: train test lint format bench setup clean
 
