@@ -1,6 +1,6 @@
 """Side-by-side benchmark: `python train.py` against the same GRPO run written in plain TRL.
 
-    make bench                                     # = python bench/run.py: everything, ~10 min on 2 cores
+    make bench                                     # = python bench/run.py: training, CLI, rewards (~3 min on 2 cores)
     python bench/run.py --steps 20 --repeat 3      # quicker, noisier
     python bench/run.py --only cli,rewards         # just the config-only CLI and the rewards
     python bench/run.py --threads 1,2              # also time the default run with 1 and with 2 torch threads
@@ -332,10 +332,10 @@ def table(results: dict[str, Any]) -> str:
     rewards = results.get("rewards")
     if rewards:
         add("")
-        add(f"{'reward':<34}{'completions':>12}{'median /s':>12}{'min..max /s':>22}")
+        add(f"{'reward':<34}{'completions':>12}{'median /s':>14}{'min..max /s':>28}")
         for name, s in rewards.items():
             low_high = f"{s['min']:,.0f}..{s['max']:,.0f}"
-            add(f"{name:<34}{s['completions']:>12,}{s['median']:>12,.0f}{low_high:>22}")
+            add(f"{name:<34}{s['completions']:>12,}{s['median']:>14,.0f}{low_high:>28}")
     for key, title in (("threads", "torch threads (train.py)"), ("defaults", "precision, checkpointing (plain)")):
         if not results.get(key):
             continue
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     work = args.work / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
