@@ -158,7 +158,8 @@ def bench_training(work: Path, steps: int, repeat: int, warmup: bool, env: dict[
                 f"median step {statistics.median(runs[name][-1]['step_time'] or [float('nan')]):.3f} s",
                 flush=True,
             )
-        same.append(rewards_of(work / f"ours-{i}") == rewards_of(work / f"plain-{i}"))
+        logged = rewards_of(work / f"ours-{i}")
+        same.append(bool(logged) and logged == rewards_of(work / f"plain-{i}"))
     return {"threads": threads, "runs": runs, "same_rewards": all(same)}
 
 
