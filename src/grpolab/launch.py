@@ -246,18 +246,7 @@ def run(cfg: DictConfig) -> float | None:
         elif record is not None:
             cfg = continue_run(cfg, run_dir, overrides, record)
         else:
-            with open_dict(cfg):
-                cfg.name = run_name(cfg)
-                if cfg.plan:  # planning is for machines you may not have: assume the option's GPUs, probe nothing
-                    from grpolab.plan import assume_hardware
-
-                    assume_hardware(cfg.hardware)
-                else:
-                    hardware.resolve(cfg.hardware)
-                    hardware.check_kernels(cfg)
-                    check_devices(cfg)
-                for key in list(cfg.reward):
-                    cfg.reward[key] = typed_reward(key, cfg.reward[key])
+            resolve_new_run(cfg)
     except UserError as e:
         _fail(str(e), e)
     OmegaConf.set_readonly(cfg, True)
@@ -270,22 +259,43 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.eval_only:
         return eval_here(cfg, run_dir, resumed=record is not None)
     if world_size(cfg) > 1:
-        code = launch_workers(cfg, run_dir)
-        record = runinfo.read_run(run_dir)
-        if code != 0:
-            if record.get("status") == "interrupted":
-                print(f"Interrupted: {record.get('error')}", file=sys.stderr)
-                sys.exit(INTERRUPTED_EXIT)
-            if record.get("status") == "running":
-                runinfo.update_run(
-                    run_dir,
-                    status="failed",
-                    finished_at=runinfo.now(),
-                    error=f"a worker exited with code {code}; see {run_dir / 'train.log'}",
-                )
-            _fail(record.get("error") or f"training failed (exit {code}); see the log above and {run_dir}")
-        return record.get("metrics", {}).get("objective")
+        return train_workers(cfg, run_dir)
     return train_here(cfg, run_dir)
+
+
+def resolve_new_run(cfg: DictConfig) -> None:
+    """Fill in what a new run decides once: its name, the machine's hardware, typed reward entries."""
+    with open_dict(cfg):
+        cfg.name = run_name(cfg)
+        if cfg.plan:  # planning is for machines you may not have: assume the option's GPUs, probe nothing
+            from grpolab.plan import assume_hardware
+
+            assume_hardware(cfg.hardware)
+        else:
+            hardware.resolve(cfg.hardware)
+            hardware.check_kernels(cfg)
+            check_devices(cfg)
+        for key in list(cfg.reward):
+            cfg.reward[key] = typed_reward(key, cfg.reward[key])
+
+
+def train_workers(cfg: DictConfig, run_dir: Path) -> float | None:
+    """Train with several processes; rank 0 keeps run.json, this process reports how it ended."""
+    code = launch_workers(cfg, run_dir)
+    record = runinfo.read_run(run_dir)
+    if code != 0:
+        if record.get("status") == "interrupted":
+            print(f"Interrupted: {record.get('error')}", file=sys.stderr)
+            sys.exit(INTERRUPTED_EXIT)
+        if record.get("status") == "running":
+            runinfo.update_run(
+                run_dir,
+                status="failed",
+                finished_at=runinfo.now(),
+                error=f"a worker exited with code {code}; see {run_dir / 'train.log'}",
+            )
+        _fail(record.get("error") or f"training failed (exit {code}); see the log above and {run_dir}")
+    return record.get("metrics", {}).get("objective")
 
 
 def failure_message(error: BaseException, run_dir: Path) -> str:
