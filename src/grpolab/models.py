@@ -97,11 +97,9 @@ def tiny_model_dir(arch: dict[str, Any], seed: int) -> Path:
     return target
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
-    host, _, port = endpoint.partition(":")
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host (port from the URL, else 443) opens within ``timeout``."""
+    host, _, port = url.rsplit("://", maxsplit=1)[-1].split("/", maxsplit=1)[0].partition(":")
     try:
         with socket.create_connection((host, int(port or 443)), timeout=timeout):
             return True
@@ -156,7 +154,8 @@ def resolve_model_source(model_cfg: Any, seed: int) -> str:
         )
     except Exception:
         pass
-    if not _hub_reachable():
+    hub_offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if hub_offline or not reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co")):
         raise UserError(
             f"model {model_cfg.id!r} (revision {model_cfg.revision}) is not in the local Hugging Face cache and "
             "the hub "

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from grpolab import runinfo
-
-
-def _wandb_reachable(timeout: float = 3.0) -> bool:
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+from grpolab.models import reachable
 
 
 def configure_wandb(cfg: DictConfig, run_dir: Path) -> str:
     """Point wandb at the run directory and a stable run id (resumes reuse it); returns the mode chosen."""
     mode = cfg.logger.mode
     if mode == "auto":
-        mode = "online" if os.environ.get("WANDB_API_KEY") and _wandb_reachable() else "offline"
+        server = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+        mode = "online" if os.environ.get("WANDB_API_KEY") and reachable(server) else "offline"
     record = runinfo.read_run(run_dir)
     run_id = record.get("wandb_run_id") or uuid.uuid4().hex[:12]
     if record.get("wandb_run_id") != run_id and int(os.environ.get("RANK", "0")) == 0:
