@@ -11,15 +11,15 @@ python train.py -m trainer.learning_rate=1e-3,3e-3 # a sweep (Hydra multirun)
 import hydra
 from omegaconf import DictConfig
 
-from grpolab.config import register
+from grpolab.config.schemas import register
 
 register()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hand the composed config to grpolab.launch; returns the final total reward (sweep objective)."""
-    from grpolab.launch import run
+    """Hand the composed config to grpolab.launch.job; returns the final total reward (sweep objective)."""
+    from grpolab.launch.job import run
 
     return run(cfg)
 

@@ -84,7 +84,7 @@ def dataset(seed: int = SEED) -> Any:
     """2,000 arithmetic prompts (+ and -, operands up to 20) with gold answers, conversational, shuffled."""
     from datasets import Dataset
 
-    from grpolab.data import arithmetic_rows
+    from grpolab.train.data import arithmetic_rows
 
     rows = arithmetic_rows(2000, 20, ["+", "-"], seed)
     ds = Dataset.from_list(rows).map(
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
-    from grpolab.models import tiny_model_dir
     from grpolab.rewards.tags import format_reward, tag_count_reward
+    from grpolab.train.models import tiny_model_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from grpolab.trainer_schema import TrainerSchema
+from grpolab.config.trainer_schema import TrainerSchema
 
 log = logging.getLogger("grpolab")
 _TRAINER_DEFAULTS = dataclasses.asdict(TrainerSchema())  # TRL's defaults, factory fields included
@@ -89,7 +89,7 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
     if cfg.hardware.torch_threads:
         torch.set_num_threads(cfg.hardware.torch_threads)
     if cfg.logger.name == "wandb":
-        from grpolab.trackers import configure_wandb
+        from grpolab.train.trackers import configure_wandb
 
         configure_wandb(cfg, run_dir)
     if cfg.logger.name == "tensorboard":
@@ -98,12 +98,12 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train the configured run into ``run_dir``; returns the final metrics (rank 0's view)."""
-    from grpolab.callbacks import RunRecorder
-    from grpolab.data import build_datasets, check_prompt_lengths
-    from grpolab.interrupt import Interrupted, StopOnSignal, handle_signals
-    from grpolab.models import context_length, load_model, load_tokenizer, resolve_model_source
-    from grpolab.resume import latest_checkpoint
+    from grpolab.launch.resume import latest_checkpoint
     from grpolab.rewards import build as build_rewards
+    from grpolab.train.data import build_datasets, check_prompt_lengths
+    from grpolab.train.interrupts import Interrupted, StopOnSignal, handle_signals
+    from grpolab.train.models import context_length, load_model, load_tokenizer, resolve_model_source
+    from grpolab.train.recorder import RunRecorder
 
     setup_process(cfg, run_dir)
     source = resolve_model_source(cfg.model, cfg.seed)
@@ -112,7 +112,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_prompt_lengths(dataset, tokenizer, context_length(source, cfg.model), cfg)
     reward_funcs, weights = build_rewards(cfg.reward)
     if cfg.preflight != "skip":
-        from grpolab import preflight
+        from grpolab.checks import preflight
 
         report = preflight.run(cfg, dataset, reward_funcs, tokenizer, source=source, run_dir=run_dir)
         if cfg.preflight == "only":
@@ -127,9 +127,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     from trl import GRPOTrainer
 
-    from grpolab.evaluate import EvalCallback
-    from grpolab.rollouts import RolloutArchive
-    from grpolab.schedules import WeightSchedules, from_config
+    from grpolab.eval.evaluate import EvalCallback
+    from grpolab.rewards.schedules import WeightSchedules, from_config
+    from grpolab.rundir.rollouts import RolloutArchive
 
     recorder = RunRecorder(cfg, run_dir, reward_funcs)
     stop = StopOnSignal(save=cfg.trainer.save_on_interrupt)
@@ -169,7 +169,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer.save_model(str(run_dir))
     metrics = recorder.finish(trainer)
     if cfg.push_to_hub and recorder.main:
-        from grpolab.publish import push_at_end
+        from grpolab.rundir.publish import push_at_end
 
         push_at_end(cfg, run_dir)
     return metrics
@@ -177,6 +177,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def write_card(cfg: DictConfig, run_dir: Path) -> None:
     """Render the run's model card (README.md) from run.json, the config and the metrics history."""
-    from grpolab.card import write_card as _write
+    from grpolab.rundir.card import write_card as _write
 
     _write(run_dir, cfg=cfg)

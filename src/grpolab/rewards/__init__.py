@@ -43,7 +43,7 @@ def build(reward_cfg: Mapping[str, Any]) -> tuple[list[NamedReward], list[float]
     """Instantiate every reward of ``cfg.reward``: the functions and weights handed to GRPOTrainer.
 
     This is the only place that pairs functions with weights (a weight schedule's value at step 0;
-    `grpolab.schedules.WeightSchedules` moves it as training goes). ``fn`` with ``_partial_: true`` binds
+    `grpolab.rewards.schedules.WeightSchedules` moves it as training goes). ``fn`` with ``_partial_: true`` binds
     the YAML's parameters to a reward function; without it, ``_target_`` is called and must return
     the reward (a factory such as ``trl.rewards.get_soft_overlong_punishment``).
 
@@ -54,7 +54,7 @@ def build(reward_cfg: Mapping[str, Any]) -> tuple[list[NamedReward], list[float]
     from hydra.utils import instantiate
 
     from grpolab.errors import UserError
-    from grpolab.schedules import from_config
+    from grpolab.rewards.schedules import from_config
 
     schedules = from_config(reward_cfg)
     funcs: list[NamedReward] = []

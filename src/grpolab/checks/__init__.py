@@ -1,0 +1,1 @@
+"""Checks before a run spends compute: the memory plan and the reward preflight."""

@@ -1,0 +1,1 @@
+"""Config schemas (Hydra ConfigStore), the generated trainer schema and its generator, validation."""

@@ -1,0 +1,1 @@
+"""Evaluation during training and on its own (eval_only)."""

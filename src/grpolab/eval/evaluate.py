@@ -1,0 +1,285 @@
+"""Evaluation on held-out prompts: greedy accuracy and pass@k, scored by the training rewards.
+
+    python train.py data.eval_size=64 trainer.eval_strategy=steps trainer.eval_steps=50
+    python train.py eval_only=true resume=outputs/runs/<date>/<time>        # see grpolab.eval.eval_only
+
+Each eval prompt gets one greedy completion and ``eval.k`` sampled ones (``eval.temperature``,
+default ``trainer.temperature``), generated in batches with the tokenizer's chat template like
+TRL's, and every configured reward scores them the way TRL calls it in training. A completion is
+*correct* when each reward of ``eval.correct`` (default: ``accuracy`` when configured, else every
+reward) scores at least ``eval.threshold``. Logged as ``eval_accuracy`` (greedy), ``eval_pass@1``
+(the fraction of correct samples), ``eval_pass@k`` (a correct sample among the k),
+``eval_greedy_reward`` (weighted total) and ``eval_greedy/<name>``, next to TRL's own eval loop
+(``eval_reward``, ``eval_rewards/<name>/mean``); eval.json holds the latest evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from grpolab.rundir.results import EVAL_JSON
+
+log = logging.getLogger("grpolab")
+_TRL_KEPT = ("eval_reward", "eval_reward_std", "eval_rewards/", "eval_completions/mean_length", "eval_kl")
+
+
+def correct_rewards(eval_cfg: Any, names: Sequence[str]) -> list[str]:
+    """The rewards that decide correctness: ``eval.correct``, else ``[accuracy]`` when configured, else all."""
+    chosen = list(eval_cfg.correct) if eval_cfg.correct else (["accuracy"] if "accuracy" in names else list(names))
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        from grpolab.errors import UserError
+
+        raise UserError(f"eval.correct names {unknown}, which are not among the rewards {list(names)}.")
+    return chosen
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Any],
+    *,
+    n: int,
+    sample: dict[str, Any] | None,
+    max_new_tokens: int,
+    batch_size: int,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+) -> list[list[int]]:
+    """``n`` completions per prompt (token ids, EOS included), prompt-major; greedy when ``sample`` is None."""
+    import torch
+    from transformers import GenerationConfig
+
+    eos = model.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    eos = [t for t in dict.fromkeys([tokenizer.eos_token_id, *eos]) if t is not None]
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=sample is not None,
+        num_return_sequences=n,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+        **(sample or {}),
+    )
+    out: list[list[int]] = []
+    device = next(model.parameters()).device
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        if isinstance(chunk[0], str):
+            ids = tokenizer(chunk, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tokenizer.apply_chat_template(
+                chunk, add_generation_prompt=True, tokenize=True, return_dict=True, **(chat_template_kwargs or {})
+            )["input_ids"]
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + list(x) for x in ids], device=device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+        with torch.no_grad():
+            generated = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
+        for row in generated[:, width:].tolist():
+            end = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+            out.append(row[:end])
+    return out
+
+
+def score(
+    reward_funcs: Sequence[Any],
+    prompts: list[Any],
+    completions: list[list[int]],
+    tokenizer: Any,
+    *,
+    columns: Mapping[str, list[Any]],
+    state: Any,
+) -> dict[str, list[float]]:
+    """Score completions (one per entry of ``prompts``) with fresh copies of the rewards; None becomes NaN."""
+    from grpolab.rewards import is_async, wrap_reward
+
+    texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+    conversational = not isinstance(prompts[0], str)
+    kwargs = {
+        "prompts": prompts,
+        "completions": [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts,
+        "completion_ids": completions,
+        **columns,
+        "trainer_state": state,
+        "log_extra": lambda *a, **k: None,
+        "log_metric": lambda *a, **k: None,
+    }
+    scores = {}
+    for reward in reward_funcs:
+        # a copy without hooks (nothing is logged), with the reward's error policy and time limit
+        fresh = wrap_reward(reward.__name__, reward.fn, reward.on_error, getattr(reward, "timeout_s", None))
+        result = fresh(**kwargs)
+        result = asyncio.run(result) if is_async(fresh) else result
+        scores[reward.__name__] = [math.nan if s is None else float(s) for s in result]
+    return scores
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    reward_funcs: Sequence[Any],
+    *,
+    weights: Sequence[float],
+    cfg: Any,
+    state: Any = None,
+    sampled_means: bool = False,
+) -> dict[str, Any]:
+    """Greedy accuracy, pass@k and per-reward greedy means over ``dataset``; returns eval.json's content.
+
+    Args:
+        model: The (unwrapped) causal LM.
+        tokenizer: Its tokenizer.
+        dataset: The eval prompts (``prompt`` plus gold columns).
+        reward_funcs: The run's `NamedReward` wrappers.
+        weights: The current weight of each reward.
+        cfg: The run config (``eval``, ``trainer``).
+        state: The trainer state handed to the rewards (None outside training).
+        sampled_means: Also report ``reward`` and ``rewards/<name>/mean`` over the samples (TRL's eval loop
+            reports them in training).
+    """
+    ev, tr = cfg.eval, cfg.trainer
+    names = [f.__name__ for f in reward_funcs]
+    correct = correct_rewards(ev, names)
+    if len(dataset) == 0:  # a process with no share of the prompts
+        return {"prompts": 0, "k": ev.k, "correct": {"rewards": correct, "threshold": ev.threshold}, "metrics": {}}
+    prompts = list(dataset["prompt"])
+    columns = {c: list(dataset[c]) for c in dataset.column_names if c != "prompt"}
+    common = {
+        "max_new_tokens": ev.max_new_tokens or tr.max_completion_length,
+        "batch_size": ev.batch_size,
+        "chat_template_kwargs": tr.chat_template_kwargs,
+    }
+    sample = {"temperature": ev.temperature or tr.temperature, "top_p": tr.top_p, "top_k": tr.top_k or None}
+    was_training = model.training
+    model.eval()
+    try:
+        greedy = generate(model, tokenizer, prompts, n=1, sample=None, **common)
+        samples = generate(model, tokenizer, prompts, n=ev.k, sample=sample, **common)
+    finally:
+        model.train(was_training)
+    g_scores = score(reward_funcs, prompts, greedy, tokenizer, columns=columns, state=state)
+    rep = {c: [v for v in vals for _ in range(ev.k)] for c, vals in columns.items()}
+    s_prompts = [p for p in prompts for _ in range(ev.k)]
+    s_scores = score(reward_funcs, s_prompts, samples, tokenizer, columns=rep, state=state)
+
+    def ok(scores: Mapping[str, list[float]], i: int) -> bool:
+        return all(scores[n][i] >= ev.threshold for n in correct)  # NaN compares False: not correct
+
+    def total(scores: Mapping[str, list[float]], i: int) -> float:
+        parts = [w * scores[n][i] for w, n in zip(weights, names) if not math.isnan(scores[n][i])]
+        return sum(parts) if parts else math.nan
+
+    hits = [ok(s_scores, i) for i in range(len(s_prompts))]
+    metrics: dict[str, float | None] = {
+        "accuracy": sum(ok(g_scores, i) for i in range(len(prompts))) / len(prompts),
+        "pass@1": sum(hits) / len(hits),
+        f"pass@{ev.k}": sum(any(hits[i * ev.k : (i + 1) * ev.k]) for i in range(len(prompts))) / len(prompts),
+        "greedy_reward": _mean([total(g_scores, i) for i in range(len(prompts))]),
+        **{f"greedy/{n}": _mean(g_scores[n]) for n in names},
+        "greedy_length": sum(map(len, greedy)) / len(greedy),
+    }
+    if sampled_means:
+        metrics["reward"] = _mean([total(s_scores, i) for i in range(len(s_prompts))])
+        metrics |= {f"rewards/{n}/mean": _mean(s_scores[n]) for n in names}
+        metrics["completions/mean_length"] = sum(map(len, samples)) / len(samples)
+    texts = tokenizer.batch_decode(greedy[: ev.samples], skip_special_tokens=True)
+    return {
+        "prompts": len(prompts),
+        "k": ev.k,
+        "correct": {"rewards": correct, "threshold": ev.threshold},
+        "metrics": metrics,
+        "samples": [
+            {"prompt": prompts[i], "completion": texts[i], "rewards": finite({n: g_scores[n][i] for n in names})}
+            for i in range(len(texts))
+        ],
+    }
+
+
+def write_eval(run_dir: Path, result: Mapping[str, Any]) -> Path:
+    """Write eval.json atomically."""
+    from grpolab.rundir import runinfo
+
+    path = Path(run_dir) / EVAL_JSON
+    runinfo.atomic_write(path, json.dumps(result, indent=2, default=str, allow_nan=False) + "\n")
+    return path
+
+
+def finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` with NaN and infinities as None (eval.json is strict JSON)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
+
+
+class EvalCallback(TrainerCallback):
+    """After each TRL evaluation: greedy accuracy and pass@k, logged (``eval_*``) and written to eval.json.
+
+    Args:
+        cfg: The run config.
+        run_dir: The run directory.
+        dataset: The eval prompts.
+        reward_funcs: The run's rewards.
+    """
+
+    def __init__(self, cfg: Any, run_dir: Path, dataset: Any, reward_funcs: Sequence[Any]) -> None:
+        self.cfg, self.run_dir, self.dataset, self.reward_funcs = cfg, Path(run_dir), dataset, reward_funcs
+        self.trainer: Any = None
+        self.last_step: int | None = None
+
+    def attach(self, trainer: Any) -> None:
+        """Remember the trainer (its model, tokenizer and weights)."""
+        self.trainer = trainer
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
+        """Evaluate greedy and sampled completions (every rank generates for its share of the prompts)."""
+        from accelerate.utils import gather_object
+        from trl.models import unwrap_model_for_generation
+
+        t = self.trainer
+        acc = t.accelerator
+        shard = self.dataset.shard(num_shards=acc.num_processes, index=acc.process_index, contiguous=True)
+        weights = [float(w) for w in t.reward_weights]
+        with unwrap_model_for_generation(t.model_wrapped, acc) as model:
+            result = evaluate(
+                model, t.processing_class, shard, self.reward_funcs, weights=weights, cfg=self.cfg, state=state
+            )
+        parts = gather_object([result])
+        result = merge(parts)
+        self.last_step = state.global_step
+        t.log({f"eval_{k}": v for k, v in result["metrics"].items() if v is not None})
+        if t.is_world_process_zero():
+            kept = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items() if k.startswith(_TRL_KEPT)}
+            result["metrics"] = finite(kept | result["metrics"])
+            write_eval(self.run_dir, {"step": state.global_step, **result})
+
+    def at_end(self, trainer: Any) -> None:
+        """Evaluate once after training, unless the last step was just evaluated."""
+        if self.cfg.eval.at_end and self.last_step != trainer.state.global_step:
+            trainer.evaluate()
+
+
+def merge(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Combine the evaluations of several shards, weighting each metric by its shard's prompts."""
+    parts = [p for p in parts if p.get("prompts")]
+    total = sum(p["prompts"] for p in parts)
+    keys = dict.fromkeys(k for p in parts for k in p["metrics"])
+    metrics = {}
+    for k in keys:
+        pairs = [(p["metrics"][k], p["prompts"]) for p in parts if p["metrics"].get(k) is not None]
+        metrics[k] = sum(v * n for v, n in pairs) / sum(n for _, n in pairs) if pairs else None
+    samples = [s for p in parts for s in p.get("samples", [])]
+    return {**parts[0], "prompts": total, "metrics": metrics, "samples": samples}

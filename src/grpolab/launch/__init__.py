@@ -1,0 +1,1 @@
+"""The parent process: one Hydra job becomes one run directory; torchrun workers; resume."""

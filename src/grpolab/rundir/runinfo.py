@@ -1,0 +1,126 @@
+"""The run directory's bookkeeping: frozen config.yaml and run.json (written atomically, rank 0 only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from grpolab import redaction
+
+RUN_JSON = "run.json"
+WITHHELD_ENV = "GRPOLAB_WITHHELD"  # JSON of the secret config values config.yaml does not hold
+CONFIG_YAML = "config.yaml"
+LIBRARIES = (
+    "grpolab",
+    "trl",
+    "transformers",
+    "torch",
+    "datasets",
+    "tokenizers",
+    "accelerate",
+    "deepspeed",
+    "peft",
+    "hydra-core",
+    "omegaconf",
+    "huggingface_hub",
+    "math-verify",
+    "wandb",
+)
+
+
+def now() -> str:
+    """The current UTC time in ISO 8601 with milliseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file.
+
+    Secrets are redacted on the way (`grpolab.redaction`): every run-directory writer comes through here.
+    """
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(redaction.text(text), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a run depends on (no imports)."""
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_info(cwd: Path) -> dict[str, Any]:
+    """The commit and dirty flag of the git checkout holding ``cwd`` (nulls outside one)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def command_line(overrides: list[str]) -> str:
+    """The `python train.py ...` command that reproduces the run."""
+    return shlex.join(["python", "train.py", *(redaction.override(o) for o in overrides)])
+
+
+def freeze_config(cfg: DictConfig, run_dir: Path) -> Path:
+    """Write the resolved config as plain YAML and return its path.
+
+    Nothing is left to interpolate except secrets: a value equal to a secret environment variable's
+    is written as ``${oc.env:NAME}`` and any other secret as ``REDACTED`` (see `withheld`).
+    """
+    path = run_dir / CONFIG_YAML
+    atomic_write(path, OmegaConf.to_yaml(redaction.obj(OmegaConf.to_container(cfg, resolve=True), env_refs=True)))
+    return path
+
+
+def withheld(cfg: DictConfig) -> dict[str, str]:
+    """The config values config.yaml hides as ``REDACTED`` (by dotted key), for the workers' environment."""
+    values = redaction.current().withheld(OmegaConf.to_container(cfg, resolve=True))
+    refs = redaction.current().env_values()
+    return {k: v for k, v in values.items() if v not in refs}
+
+
+def load_frozen(run_dir: Path) -> DictConfig:
+    """Read a run directory's frozen config back, typed by the schema again."""
+    from grpolab.config.schemas import TrainSchema
+
+    schema = OmegaConf.structured(TrainSchema)
+    cfg = OmegaConf.merge(schema, OmegaConf.load(run_dir / CONFIG_YAML))
+    hidden = json.loads(os.environ.get(WITHHELD_ENV, "{}"))  # set by the launcher for its workers only
+    for key, value in hidden.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg  # type: ignore[return-value]
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """run.json as a dict ({} when absent)."""
+    path = Path(run_dir) / RUN_JSON
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def update_run(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into run.json and write it atomically; returns the new record."""
+    record = read_run(run_dir) | redaction.obj(fields)
+    atomic_write(Path(run_dir) / RUN_JSON, json.dumps(record, indent=2, default=str) + "\n")
+    return record

@@ -1,0 +1,1 @@
+"""Sweeps: the local and Slurm launchers and the sweep report."""

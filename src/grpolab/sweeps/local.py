@@ -1,0 +1,292 @@
+"""Local sweep launchers: each job of a multirun in its own Python process, one or N at a time.
+
+    python train.py -m trainer.learning_rate=1e-6,3e-6                                 # one after another
+    python train.py -m hydra/launcher=local_parallel trainer.learning_rate=1e-6,3e-6   # side by side
+    python train.py -m hydra/launcher=local_parallel hydra.launcher.n_jobs=4 seed=1,2,3,4
+
+Hydra's basic launcher runs every job inside the sweep's own process: torch threads, RNG and CUDA
+state, logging handlers and imported modules carry over from one job to the next, and a job that
+exits (grpolab exits 1 on a failed run) ends the whole sweep. Here the parent composes each job's
+config, pickles it with the task function (cloudpickle, as submitit does) and runs
+`python -m grpolab.sweeps.local <job.pkl>`, which calls Hydra's `run_job` and pickles the
+JobReturn back. Each job's output goes to `<sweep dir>/.launcher/<job>.log` and to the terminal
+(with a `[#job]` prefix when jobs run together). With `n_jobs > 1` the CPU threads are split between
+the jobs running together (OMP_NUM_THREADS, unless `hardware.torch_threads` is set).
+
+A failed job leaves the others running; the sweep then ends non-zero with `JobsFailed`, which names
+every failed job, its error and where its log and run directory are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.errors import CompactHydraException
+from hydra.plugins.launcher import Launcher
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+LOG_DIR = ".launcher"
+
+
+@dataclass
+class LocalLauncherConf:
+    """`hydra/launcher=local` (the default for multiruns) and `local_parallel`."""
+
+    _target_: str = "hydra_plugins.grpolab_launchers.LocalLauncher"
+    n_jobs: int = 1  # jobs running at the same time
+    threads_per_job: int | None = None  # None: the machine's CPUs split evenly (n_jobs > 1 only)
+
+
+class JobsFailed(CompactHydraException):
+    """Raised (through each failed JobReturn) when jobs of a sweep failed; the message lists all of them.
+
+    Hydra prints a CompactHydraException as its message alone, without a traceback.
+    """
+
+
+@dataclass
+class Failure:
+    """One failed job of a sweep, as the summary prints it."""
+
+    num: int
+    overrides: Sequence[str]
+    reason: str
+    run_dir: Path
+    log: Path | None
+
+
+def job_run_dir(sweep_config: DictConfig) -> Path:
+    """The run directory of one sweep job (`hydra.sweep.dir/hydra.sweep.subdir`)."""
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+def run_error(run_dir: Path) -> str | None:
+    """The `error` recorded in a run directory's run.json, if any."""
+    from grpolab.rundir import runinfo
+
+    try:
+        return runinfo.read_run(run_dir).get("error")
+    except (OSError, ValueError):
+        return None
+
+
+def log_error(log_path: Path | None) -> str | None:
+    """The last `Error: ...` line a job printed into its log (grpolab's one-line failure message)."""
+    if log_path is None or not log_path.is_file():
+        return None
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    return errors[-1].removeprefix("Error:").strip() if errors else None
+
+
+def summarize(failures: list[Failure], total: int) -> str:
+    """The message a failed sweep ends with: every failed job, why, and where to look."""
+    lines = [f"{len(failures)} of {total} sweep job(s) failed:"]
+    for f in failures:
+        lines.append(f"  #{f.num} {' '.join(filter_overrides(f.overrides))}: {f.reason}")
+        lines.append(f"      run dir: {f.run_dir}")
+        if f.log:
+            lines.append(f"      log: {f.log}")
+    return "\n".join(lines)
+
+
+def mark_failed(returns: list[JobReturn], failures: list[Failure], total: int) -> None:
+    """Attach one `JobsFailed` naming all failures to every failed JobReturn.
+
+    A job that died before recording its end (killed, out of memory, refused its config) gets
+    `status: failed` and the reason in its run.json here, so the run directory and the sweep report
+    say what happened.
+    """
+    if not failures:
+        return
+    from grpolab.rundir import runinfo
+
+    for f in failures:
+        record = runinfo.read_run(f.run_dir) if f.run_dir.is_dir() else None
+        if record is not None and record.get("status") in (None, "running"):
+            runinfo.update_run(f.run_dir, status="failed", finished_at=runinfo.now(), error=f.reason)
+    error = JobsFailed(summarize(failures, total))
+    for ret in returns:
+        if ret.status != JobStatus.COMPLETED:
+            ret.status = JobStatus.FAILED
+            ret.return_value = error
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def thread_env(hardware: DictConfig, concurrent: int, threads_per_job: int | None) -> dict[str, str]:
+    """OMP/MKL thread counts for one job when ``concurrent`` jobs share this machine ({} when alone)."""
+    if hardware.torch_threads or (concurrent <= 1 and not threads_per_job):
+        return {}
+    per_job = threads_per_job or max(1, cpu_count() // concurrent)
+    threads = str(max(1, per_job // max(1, int(hardware.num_processes))))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+@dataclass
+class _Job:
+    num: int
+    overrides: Sequence[str]
+    run_dir: Path
+    payload: Path
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    pump: threading.Thread | None = None
+
+
+class LocalLauncher(Launcher):
+    """Runs each job in a fresh `python -m grpolab.sweeps.local` process, ``n_jobs`` at a time."""
+
+    def __init__(self, n_jobs: int = 1, threads_per_job: int | None = None) -> None:
+        self.n_jobs = max(1, int(n_jobs))
+        self.threads_per_job = threads_per_job
+        self.config: DictConfig | None = None
+        self.hydra_context: Any = None
+        self.task_function: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        """Keep what launching needs (called by Hydra before `launch`)."""
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Run the jobs, at most ``n_jobs`` at a time; returns their JobReturns in order."""
+        import cloudpickle
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import setup_globals
+
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / LOG_DIR).mkdir(exist_ok=True)
+        concurrent = min(self.n_jobs, len(job_overrides))
+        where = "one after another" if concurrent == 1 else f"{concurrent} at a time"
+        log.info("Launching %d job(s) locally, each in its own process, %s", len(job_overrides), where)
+        jobs = []
+        for i, overrides in enumerate(job_overrides):
+            num = initial_job_idx + i
+            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                cfg.hydra.job.id = num
+                cfg.hydra.job.num = num
+            payload = sweep_dir / LOG_DIR / f"{num}.pkl"
+            state = (self.hydra_context, self.task_function, cfg, Singleton.get_state())
+            payload.write_bytes(cloudpickle.dumps(state))
+            env = thread_env(cfg.hardware, concurrent, self.threads_per_job) if "hardware" in cfg else {}
+            log_path = sweep_dir / LOG_DIR / f"{num}.log"
+            jobs.append(_Job(num, list(overrides), job_run_dir(cfg), payload, env, log_path))
+        self._run_all(jobs, concurrent)
+        return self._collect(jobs)
+
+    def _run_all(self, jobs: list[_Job], concurrent: int) -> None:
+        pending, running = list(jobs), []
+        try:
+            while pending or running:
+                while pending and len(running) < concurrent:
+                    job = pending.pop(0)
+                    self._start(job, prefix=f"[#{job.num}] " if concurrent > 1 else "")
+                    running.append(job)
+                time.sleep(0.2)
+                for job in [j for j in running if j.proc and j.proc.poll() is not None]:
+                    running.remove(job)
+                    if job.pump:
+                        job.pump.join()
+        except KeyboardInterrupt:
+            for job in running:
+                if job.proc:
+                    job.proc.terminate()
+            for job in running:
+                if job.proc:
+                    job.proc.wait()
+            raise
+
+    def _start(self, job: _Job, prefix: str) -> None:
+        env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "grpolab.sweeps.local", str(job.payload)]
+        job.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        job.pump = threading.Thread(target=_pump, args=(job.proc, job.log, prefix), daemon=True)
+        job.pump.start()
+
+    def _collect(self, jobs: list[_Job]) -> list[JobReturn]:
+        import cloudpickle
+
+        returns, failures = [], []
+        for job in jobs:
+            result = job.payload.with_suffix(".result")
+            ret = cloudpickle.loads(result.read_bytes()) if result.exists() else None
+            job.payload.unlink(missing_ok=True)
+            result.unlink(missing_ok=True)
+            code = job.proc.returncode if job.proc else None
+            if ret is None:
+                ret = JobReturn(overrides=job.overrides, working_dir=str(job.run_dir), status=JobStatus.FAILED)
+                reason = run_error(job.run_dir) or log_error(job.log) or f"its process exited with code {code}"
+            elif ret.status == JobStatus.FAILED:
+                reason = run_error(job.run_dir) or f"{type(ret._return_value).__name__}: {ret._return_value}"
+            else:
+                returns.append(ret)
+                continue
+            returns.append(ret)
+            failures.append(Failure(job.num, job.overrides, reason, job.run_dir, job.log))
+        mark_failed(returns, failures, len(jobs))
+        return returns
+
+
+def _pump(proc: subprocess.Popen[bytes], log_path: Path, prefix: str) -> None:
+    """Copy a job's output into its log file and, prefixed, onto this terminal."""
+    assert proc.stdout is not None
+    with log_path.open("wb") as f:
+        for line in proc.stdout:
+            f.write(line)
+            f.flush()
+            sys.stdout.write(prefix + line.decode(errors="replace"))
+            sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child side: run one pickled sweep job with Hydra's `run_job` and pickle its JobReturn next to it."""
+    import cloudpickle
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import run_job, setup_globals
+
+    payload = Path((sys.argv[1:] if argv is None else argv)[0])
+    hydra_context, task_function, cfg, state = cloudpickle.loads(payload.read_bytes())
+    Singleton.set_state(state)
+    setup_globals()
+    ret = run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=cfg,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+    try:
+        data = cloudpickle.dumps(ret)
+    except Exception:  # an exception that does not pickle: keep its text
+        ret.return_value = RuntimeError(repr(ret._return_value))
+        data = cloudpickle.dumps(ret)
+    tmp = payload.with_suffix(".result.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(payload.with_suffix(".result"))
+    return 0 if ret.status == JobStatus.COMPLETED else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

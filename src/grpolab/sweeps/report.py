@@ -1,0 +1,301 @@
+"""The report of a sweep: README.md, summary.csv and sweep.png at the sweep root, refreshed as each job ends.
+
+    python train.py -m trainer.learning_rate=1e-3,3e-3 trainer.beta=0,0.04   # report in outputs/sweeps/...
+    python train.py -m ... hydra.callbacks.sweep_report.objective=rewards/format/mean
+    python -m grpolab.sweeps.report outputs/sweeps/<date>/<time>               # re-render a report
+
+:class:`SweepReport` is a Hydra callback (registered under ``hydra.callbacks`` in conf/train.yaml).
+Each job is read back from its run directory (run.json, metrics.jsonl), so the report is the same
+whichever launcher ran the jobs. Jobs are sorted by the objective: the mean of a logged metric
+(``reward``, the total reward, by default) over the last ``tail`` of the job's logged steps; a
+failed job is a failed row and never stops the report.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import datetime as dt
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from grpolab.rundir import runinfo
+
+REPORT = "README.md"
+CSV = "summary.csv"
+PLOT = "sweep.png"
+TEMPLATES = Path(__file__).parent / "templates"
+FINISHED = ("completed", "failed", "interrupted")
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job directories of a sweep: those holding Hydra's `.hydra/overrides.yaml`, up to three levels down."""
+    found = [p.parent.parent for depth in (1, 2, 3) for p in sweep_dir.glob("*/" * depth + ".hydra/overrides.yaml")]
+    return sorted(set(found))
+
+
+def _job_num(job_dir: Path, sweep_dir: Path) -> int | str:
+    hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
+    num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num") if hydra_yaml.exists() else None
+    return num if isinstance(num, int) else job_dir.relative_to(sweep_dir).as_posix()
+
+
+def _wall_time_s(record: dict[str, Any]) -> float | None:
+    start, end = record.get("started_at"), record.get("finished_at")
+    if not start:
+        return None
+    stop = dt.datetime.fromisoformat(end) if end else dt.datetime.now(dt.UTC)
+    return round((stop - dt.datetime.fromisoformat(start)).total_seconds(), 1)
+
+
+def read_job(job_dir: Path, sweep_dir: Path, objective_key: str, tail: float) -> dict[str, Any]:
+    """One job's row: number, overrides, status, objective, final metrics, steps, wall time, card."""
+    from grpolab.rundir.results import read_metrics, run_objective
+
+    record = runinfo.read_run(job_dir)
+    history = read_metrics(job_dir)  # training rows, and eval rows (eval_*) when the job evaluates
+    metrics = record.get("metrics") or {}
+    overrides = OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
+    return {
+        "job": _job_num(job_dir, sweep_dir),
+        "dir": job_dir.relative_to(sweep_dir).as_posix(),
+        "overrides": [str(o) for o in overrides],
+        "status": record.get("status") or "starting",
+        "error": record.get("error"),
+        "objective": run_objective(job_dir, history, objective_key, tail),
+        "reward": metrics.get("reward"),
+        "rewards": {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("rewards/") and k.endswith("/mean")},
+        "steps": record.get("global_step"),
+        "wall_time_s": _wall_time_s(record),
+        "card": (job_dir / "README.md").is_file(),
+        "history": history,
+    }
+
+
+def collect(
+    sweep_dir: Path,
+    *,
+    objective_key: str = "reward",
+    direction: str = "maximize",
+    tail: float = 0.2,
+    final: bool = False,
+    failed: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every job of the sweep, sorted by objective (best first, jobs without one last), the best marked.
+
+    Args:
+        sweep_dir: The sweep root (Hydra's ``hydra.sweep.dir``).
+        objective_key: The metrics.jsonl key whose tail mean ranks the jobs (``eval/accuracy``: ``eval_accuracy``,
+            or eval.json for a job without logged evaluations).
+        direction: ``maximize`` or ``minimize``.
+        tail: The fraction of the last logged steps averaged into the objective.
+        final: The sweep is over: a job still marked running or starting did not finish and is failed.
+        failed: Job directory (relative) to error, for jobs Hydra saw fail.
+    """
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"sweep report direction must be 'maximize' or 'minimize', got {direction!r}")
+    jobs = [read_job(d, sweep_dir, objective_key, tail) for d in job_dirs(sweep_dir)]
+    for job in jobs:
+        if job["status"] not in FINISHED and (final or job["dir"] in (failed or {})):
+            job["status"] = "failed"
+            job["error"] = job["error"] or (failed or {}).get(job["dir"]) or "the job ended without finishing its run"
+    sign = -1 if direction == "maximize" else 1
+    jobs.sort(key=lambda j: (j["objective"] is None, sign * (j["objective"] or 0), str(j["job"]).zfill(8)))
+    ranked = [j for j in jobs if j["objective"] is not None and j["status"] == "completed"]
+    for job in jobs:
+        job["best"] = bool(ranked) and job is ranked[0]
+    return jobs
+
+
+def _swept_keys(task: list[str] | None) -> set[str]:
+    """The keys a multirun's command line sweeps (`trainer.learning_rate=1e-3,3e-3` sweeps its key)."""
+    if not task:
+        return set()
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser, keys = OverridesParser.create(), set()
+    for item in task:  # one at a time: an override edited after the fact (a redacted secret) stays a plain row
+        try:
+            keys |= {o.key_or_group for o in parser.parse_overrides([item]) if o.is_sweep_override()}
+        except OverrideParseException:
+            continue
+    return keys
+
+
+def _varying(jobs: list[dict[str, Any]], swept: set[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Overrides shared by every job, and each job's own (the swept ones)."""
+    if swept:
+        is_own = {o: o.split("=", 1)[0].lstrip("+~") in swept for j in jobs for o in j["overrides"]}
+    else:  # e.g. a sweeper with its own search space: what differs between the jobs
+        is_own = {o: not all(o in k["overrides"] for k in jobs) for j in jobs for o in j["overrides"]}
+    common = list(dict.fromkeys(o for j in jobs for o in j["overrides"] if not is_own[o]))
+    return common, {j["dir"]: [o for o in j["overrides"] if is_own[o]] for j in jobs}
+
+
+def write_csv(jobs: list[dict[str, Any]], names: list[str], path: Path) -> None:
+    """summary.csv: the report's rows, one per job, in the same order."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [
+            "rank",
+            "best",
+            "job",
+            "overrides",
+            "status",
+            "objective",
+            "reward",
+            *names,
+            "steps",
+            "wall_time_s",
+            "card",
+            "error",
+        ]
+    )
+    for rank, j in enumerate(jobs, start=1):
+        writer.writerow(
+            [
+                rank,
+                j["best"],
+                j["job"],
+                " ".join(j["overrides"]),
+                j["status"],
+                j["objective"],
+                j["reward"],
+                *(j["rewards"].get(n) for n in names),
+                j["steps"],
+                j["wall_time_s"],
+                f"{j['dir']}/README.md" if j["card"] else "",
+                j["error"] or "",
+            ]
+        )
+    runinfo.atomic_write(path, out.getvalue())
+
+
+def write_report(
+    sweep_dir: Path,
+    *,
+    objective_key: str = "reward",
+    direction: str = "maximize",
+    tail: float = 0.2,
+    final: bool = False,
+    failed: dict[str, str] | None = None,
+) -> Path:
+    """Render README.md, summary.csv and sweep.png at the sweep root; returns the README's path."""
+    import jinja2
+
+    from grpolab.rundir.card import cell, duration, num
+    from grpolab.rundir.results import metric_key, sweep_curves
+
+    sweep_dir = Path(sweep_dir)
+    jobs = collect(sweep_dir, objective_key=objective_key, direction=direction, tail=tail, final=final, failed=failed)
+    names = sorted({n for j in jobs for n in j["rewards"]})
+    multirun = sweep_dir / "multirun.yaml"
+    task = OmegaConf.select(OmegaConf.load(multirun), "hydra.overrides.task") if multirun.exists() else None
+    common, own = _varying(jobs, _swept_keys(task))
+    write_csv(jobs, names, sweep_dir / CSV)
+    curves = {f"job {j['job']}: {' '.join(own[j['dir']]) or j['dir']}": j["history"] for j in jobs}
+    plot = sweep_curves(curves, sweep_dir / PLOT, key=metric_key(objective_key))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+    )
+    env.filters.update(num=num, cell=cell, duration=duration)
+    counts = {s: sum(j["status"] == s for j in jobs) for s in ("completed", "failed", "running", "interrupted")}
+    text = env.get_template("sweep_report.md.j2").render(
+        name=sweep_dir.name,
+        jobs=jobs,
+        names=names,
+        common=common,
+        own=own,
+        counts=counts,
+        final=final,
+        command=runinfo.command_line(["-m", *task]) if task else None,
+        plot=plot is not None,
+        objective_key=objective_key,
+        direction=direction,
+        tail=tail,
+        updated=runinfo.now(),
+    )
+    path = sweep_dir / REPORT
+    runinfo.atomic_write(path, text)
+    return path
+
+
+class SweepReport(Callback):
+    """Hydra callback keeping a multirun's report current (a single run is left alone).
+
+    Args:
+        objective: The logged metric ranking the jobs (``reward``: the total reward).
+        direction: ``maximize`` or ``minimize``.
+        tail: The fraction of each job's last logged steps averaged into its objective.
+    """
+
+    def __init__(self, objective: str = "reward", direction: str = "maximize", tail: float = 0.2) -> None:
+        self.options = {"objective_key": objective, "direction": direction, "tail": tail}
+        self.failed: dict[str, str] = {}
+        self.sweep_dir: Path | None = None
+        self.done = False
+
+    def _write(self, final: bool = False) -> None:
+        if self.sweep_dir is None or not self.sweep_dir.is_dir():
+            return
+        try:
+            write_report(self.sweep_dir, final=final, failed=self.failed, **self.options)
+        except Exception as e:  # the report must never take a sweep down
+            print(f"grpolab: could not write the sweep report in {self.sweep_dir}: {e!r}", file=sys.stderr)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Remember the sweep root; a sweep stopped early (a job exiting the process) still gets its report."""
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        # import what rendering needs now: modules imported during interpreter exit cannot register atexit hooks
+        import jinja2  # noqa: F401
+        from matplotlib.backends import backend_agg  # noqa: F401
+
+        atexit.register(self._at_exit)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """Refresh the report after each job of a multirun, recording a job Hydra saw fail."""
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        if job_return.status == JobStatus.FAILED:
+            job_dir = Path(str(config.hydra.runtime.output_dir)).resolve()
+            error = getattr(job_return, "_return_value", None)  # the exception (`return_value` re-raises it)
+            self.failed[job_dir.relative_to(self.sweep_dir.resolve()).as_posix()] = f"{type(error).__name__}: {error}"
+        self._write()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """The final report: every job has ended."""
+        self._write(final=True)
+        self.done = True
+
+    def _at_exit(self) -> None:
+        if not self.done:
+            self._write(final=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m grpolab.sweeps.report SWEEP_DIR [OBJECTIVE]`: re-render a sweep's report."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: python -m grpolab.sweeps.report SWEEP_DIR [OBJECTIVE_METRIC]")
+        return 0 if args else 2
+    sweep_dir = Path(args[0])
+    if not job_dirs(sweep_dir):
+        print(f"Error: {sweep_dir} holds no Hydra jobs (no */.hydra/overrides.yaml).", file=sys.stderr)
+        return 1
+    print(write_report(sweep_dir, objective_key=args[1] if len(args) > 1 else "reward"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""What a training process builds and runs: models, data, interrupts, trackers, the step recorder."""

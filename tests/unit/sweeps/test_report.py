@@ -1,0 +1,82 @@
+"""A multirun leaves README.md, summary.csv and sweep.png at its root: one row per job, best first."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import assert_ok, run_train
+
+from grpolab.sweeps.report import write_report
+
+pytestmark = pytest.mark.slow
+
+
+def rows(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "summary.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real two-job sweep of the tiny model over the learning rate."""
+    sweep_dir = tmp_path_factory.mktemp("sweep") / "lr"
+    assert_ok(run_train("debug=smoke", "trainer.learning_rate=1e-3,3e-3", f"hydra.sweep.dir={sweep_dir}",
+                        multirun=True))  # fmt: skip
+    return sweep_dir
+
+
+def test_one_row_per_job_sorted_by_objective_best_marked(sweep: Path) -> None:
+    table = rows(sweep)
+    assert sorted(r["job"] for r in table) == ["0", "1"]
+    assert [r["status"] for r in table] == ["completed", "completed"]
+    assert [r["best"] for r in table] == ["True", "False"]
+    objectives = [float(r["objective"]) for r in table]
+    assert objectives == sorted(objectives, reverse=True)
+    for r in table:
+        run = json.loads((sweep / r["job"] / "run.json").read_text())
+        assert float(r["objective"]) == pytest.approx(run["metrics"]["objective"]), "the run's own objective"
+        assert float(r["reward"]) == pytest.approx(run["metrics"]["reward"])
+        assert r["format"] and r["tag_count"], "each reward's final value"
+        assert r["steps"] == "2" and float(r["wall_time_s"]) > 0
+        assert "trainer.learning_rate=" in r["overrides"]
+        assert (sweep / r["card"]).is_file()
+
+
+def test_readme_report(sweep: Path) -> None:
+    text = (sweep / "README.md").read_text()
+    assert "2 jobs: 2 completed, 0 failed" in text
+    assert "python train.py -m debug=smoke trainer.learning_rate=1e-3,3e-3" in text
+    assert "Every job: `debug=smoke`" in text
+    assert text.count("★") == 2, "once in the legend, once on the best row"
+    assert "[0/README.md](0/README.md)" in text and "[1/README.md](1/README.md)" in text
+    assert "| trainer.learning_rate=0.001 |" in text and "| trainer.learning_rate=0.003 |" in text
+    assert "![reward over steps, one line per job](sweep.png)" in text
+    assert (sweep / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_objective_and_direction_are_configurable(sweep: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("checkpoint-*", "*.safetensors"))
+    write_report(copy, objective_key="completions/mean_length", direction="minimize")
+    table = rows(copy)
+    objectives = [float(r["objective"]) for r in table]
+    assert objectives == sorted(objectives)
+    assert "the mean of `completions/mean_length`" in (copy / "README.md").read_text()
+
+
+def test_a_failed_job_is_a_failed_row(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    proc = run_train("debug=smoke", "trainer.per_device_train_batch_size=4,3", f"hydra.sweep.dir={sweep_dir}",
+                     "hydra.callbacks.sweep_report.objective=rewards/tag_count/mean", multirun=True)  # fmt: skip
+    assert proc.returncode != 0, "a sweep with a failed job ends non-zero"
+    table = {r["job"]: r for r in rows(sweep_dir)}
+    assert table["0"]["status"] == "completed" and table["0"]["best"] == "True"
+    assert table["1"]["status"] == "failed" and table["1"]["best"] == "False"
+    assert table["1"]["error"] and table["1"]["objective"] == ""
+    text = (sweep_dir / "README.md").read_text()
+    assert "2 jobs: 1 completed, 1 failed" in text and "## Failed jobs" in text
+    assert "the mean of `rewards/tag_count/mean`" in text
