@@ -18,10 +18,10 @@ register()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hand the composed config to grpolab.launch.job; returns the final total reward (sweep objective)."""
-    from grpolab.launch.job import run
+    """Hand the composed config to grpolab.launch.job; returns the objective (for sweepers)."""
+    from grpolab.launch.job import start
 
-    return run(cfg)
+    return start(cfg)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,17 @@
-"""The straight line of a run: build tokenizer, model, data, rewards and GRPOConfig; train; save.
+"""A run as named phases: build -> train -> finish, under the one owner of its status.
 
-Every rank of a multi-process run goes through `run` with the same frozen config; only the main
-process writes run.json, metrics and the card.
+    python train.py                                 # grpolab.launch.job calls `run` in this process
+    python -m grpolab.launch.worker <run_dir>       # each torchrun rank calls `run` on the frozen config
+
+`run` is the only entry: the run mode (`mode_of`) picks which phases run, in one place:
+
+    plan        plan=true          the memory plan from the architecture alone; run.json `planned`
+    eval        eval_only=true     load, evaluate, write eval.json (a trained run's record stays as it was)
+    preflight   preflight=only     load, score the rewards on sampled completions, stop; `completed`
+    train       (default)          build -> preflight -> GRPOTrainer.train -> save the model -> `completed`
+
+Every mode ends the same way: `completed` / `planned` on success, `failed` (exit 1) or `interrupted`
+(exit 130) otherwise, with the card rendered (`grpolab.rundir.status.owned_run`).
 """
 
 from __future__ import annotations
@@ -14,11 +24,25 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from grpolab.config.schemas import HardwareSchema, LoggerSchema
 from grpolab.config.trainer_schema import TrainerSchema
+from grpolab.errors import Interrupted
+from grpolab.rundir.checkpoints import latest_checkpoint
+from grpolab.rundir.status import RunStatus, owned_run
 
 log = logging.getLogger("grpolab")
 _TRAINER_DEFAULTS = dataclasses.asdict(TrainerSchema())  # TRL's defaults, factory fields included
-OWN_TRAINER_KEYS = ("save_on_interrupt",)  # grpolab's, not GRPOConfig's
+OWN_TRAINER_KEYS = ("save_on_interrupt", "dynamic_sampling")  # grpolab's, not GRPOConfig's
+MODES = ("plan", "eval", "preflight", "train")
+
+
+def mode_of(cfg: DictConfig) -> str:
+    """The run mode the config asks for: plan, eval, preflight or train."""
+    if cfg.plan:
+        return "plan"
+    if cfg.eval_only:
+        return "eval"
+    return "preflight" if cfg.preflight == "only" else "train"
 
 
 def trainer_overrides(trainer_cfg: DictConfig) -> dict[str, Any]:
@@ -28,11 +52,11 @@ def trainer_overrides(trainer_cfg: DictConfig) -> dict[str, Any]:
     return {
         k: v
         for k, v in values.items()
-        if k not in OWN_TRAINER_KEYS and (k not in _TRAINER_DEFAULTS or _TRAINER_DEFAULTS[k] != v)
+        if k not in OWN_TRAINER_KEYS and k in _TRAINER_DEFAULTS and _TRAINER_DEFAULTS[k] != v  # GRPOConfig's only
     }
 
 
-def deepspeed_config(hw: DictConfig) -> dict[str, Any] | None:
+def deepspeed_config(hw: HardwareSchema | DictConfig) -> dict[str, Any] | None:
     """The DeepSpeed config for the hardware option (None without ZeRO); `auto` values are filled by TRL."""
     if hw.zero_stage is None:
         return None
@@ -60,12 +84,16 @@ def deepspeed_config(hw: DictConfig) -> dict[str, Any] | None:
     }
 
 
+def report_to(logger: LoggerSchema | DictConfig) -> str | list[str]:
+    """TRL's ``report_to`` for the logger option."""
+    return "none" if logger.name == "none" else [str(logger.name)]
+
+
 def grpo_config(cfg: DictConfig, run_dir: Path, reward_weights: list[float]) -> Any:
     """Build `trl.GRPOConfig` from the trainer node plus the facts other groups own."""
     from trl import GRPOConfig
 
     hw = cfg.hardware
-    report_to = {"none": "none", "wandb": ["wandb"], "tensorboard": ["tensorboard"]}[cfg.logger.name]
     return GRPOConfig(
         **trainer_overrides(cfg.trainer),
         output_dir=str(run_dir),
@@ -73,7 +101,7 @@ def grpo_config(cfg: DictConfig, run_dir: Path, reward_weights: list[float]) -> 
         data_seed=cfg.seed,
         run_name=cfg.name,
         reward_weights=reward_weights,
-        report_to=report_to,
+        report_to=report_to(cfg.logger),
         use_cpu=hw.accelerator == "cpu",
         bf16=hw.precision == "bf16",
         fp16=hw.precision == "fp16",
@@ -83,7 +111,7 @@ def grpo_config(cfg: DictConfig, run_dir: Path, reward_weights: list[float]) -> 
 
 
 def setup_process(cfg: DictConfig, run_dir: Path) -> None:
-    """Per-process settings before torch does any work: threads, tracker environment, seeds."""
+    """Per-process settings before torch does any work: threads and the tracker's environment."""
     import torch
 
     if cfg.hardware.torch_threads:
@@ -91,19 +119,28 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
     if cfg.logger.name == "wandb":
         from grpolab.train.trackers import configure_wandb
 
-        configure_wandb(cfg, run_dir)
+        configure_wandb(cfg.logger, run_dir)
     if cfg.logger.name == "tensorboard":
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train the configured run into ``run_dir``; returns the final metrics (rank 0's view)."""
-    from grpolab.launch.resume import latest_checkpoint
+@dataclasses.dataclass
+class Parts:
+    """What the build phase makes: everything `GRPOTrainer` is constructed from."""
+
+    tokenizer: Any
+    dataset: Any
+    eval_dataset: Any
+    reward_funcs: list[Any]
+    weights: list[float]
+    source: str
+
+
+def build(cfg: DictConfig, run_dir: Path) -> Parts:
+    """Phase 1: tokenizer, datasets (prompt lengths checked against the model) and rewards; no weights yet."""
     from grpolab.rewards import build as build_rewards
     from grpolab.train.data import build_datasets, check_prompt_lengths
-    from grpolab.train.interrupts import Interrupted, StopOnSignal, handle_signals
-    from grpolab.train.models import context_length, load_model, load_tokenizer, resolve_model_source
-    from grpolab.train.recorder import RunRecorder
+    from grpolab.train.models import context_length, load_tokenizer, resolve_model_source
 
     setup_process(cfg, run_dir)
     source = resolve_model_source(cfg.model, cfg.seed)
@@ -111,50 +148,73 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     dataset, eval_dataset = build_datasets(cfg.data, cfg.seed)
     check_prompt_lengths(dataset, tokenizer, context_length(source, cfg.model), cfg)
     reward_funcs, weights = build_rewards(cfg.reward)
-    if cfg.preflight != "skip":
-        from grpolab.checks import preflight
+    return Parts(tokenizer, dataset, eval_dataset, reward_funcs, weights, source)
 
-        report = preflight.run(cfg, dataset, reward_funcs, tokenizer, source=source, run_dir=run_dir)
-        if cfg.preflight == "only":
-            return report
-    args = grpo_config(cfg, run_dir, weights)  # before the model: it initialises the distributed state
-    model = load_model(source, cfg.model, cfg.hardware)
+
+def preflight(cfg: DictConfig, run_dir: Path, parts: Parts) -> dict[str, Any]:
+    """Phase 2: score the rewards on the first examples before any compute is spent (`preflight=`)."""
+    from grpolab.checks import preflight as checks
+
+    return checks.run(cfg, parts.dataset, parts.reward_funcs, parts.tokenizer, source=parts.source, run_dir=run_dir)
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path, parts: Parts) -> tuple[Any, list[Any]]:
+    """Phase 3: GRPOConfig, the model and `GRPOTrainer` with grpolab's callbacks; returns (trainer, hooks)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from grpolab.eval.evaluate import EvalCallback
+    from grpolab.rewards.schedules import WeightSchedules, from_config
+    from grpolab.rundir.rollouts import RolloutArchive
+    from grpolab.train.interrupts import StopOnSignal
+    from grpolab.train.models import load_model
+    from grpolab.train.recorder import RunRecorder
+
+    args = grpo_config(cfg, run_dir, parts.weights)  # before the model: it initialises the distributed state
+    model = load_model(parts.source, cfg.model, cfg.hardware)
     peft_config = None
     if cfg.peft:
         from hydra.utils import instantiate
 
         peft_config = instantiate(cfg.peft)
-
-    from trl import GRPOTrainer
-
-    from grpolab.eval.evaluate import EvalCallback
-    from grpolab.rewards.schedules import WeightSchedules, from_config
-    from grpolab.rundir.rollouts import RolloutArchive
-
-    recorder = RunRecorder(cfg, run_dir, reward_funcs)
-    stop = StopOnSignal(save=cfg.trainer.save_on_interrupt)
     ro = cfg.rollouts
-    archive = RolloutArchive(run_dir, list(cfg.reward), ro.every_n_steps, ro.max_per_step, cfg.data.answer_column)
-    evaluator = EvalCallback(cfg, run_dir, eval_dataset, reward_funcs) if eval_dataset is not None else None
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=args,
-        train_dataset=dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[recorder, stop, *([archive] if ro.enabled else []), *([evaluator] if evaluator else [])],
-    )
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # RunRecorder logs a compact line per step instead
-    recorder.attach(trainer)
-    WeightSchedules(from_config(cfg.reward)).attach(trainer, reward_funcs)  # applies and logs weights/<name>
+    hooks: list[Any] = [RunRecorder(cfg, run_dir, parts.reward_funcs), StopOnSignal(cfg.trainer.save_on_interrupt)]
     if ro.enabled:
-        archive.attach(trainer, reward_funcs)
-    if evaluator is not None:
-        evaluator.attach(trainer)
+        hooks.append(
+            RolloutArchive(run_dir, list(cfg.reward), ro.every_n_steps, ro.max_per_step, cfg.data.answer_column)
+        )
+    if parts.eval_dataset is not None:
+        hooks.append(EvalCallback(cfg, run_dir, parts.eval_dataset, parts.reward_funcs))
+    from grpolab.train.dynamic_sampling import trainer_class
+
+    trainer_type, extra = trainer_class(cfg.trainer.dynamic_sampling)  # GRPOTrainer, or with DAPO's refill
+    trainer = trainer_type(
+        **extra,
+        model=model,
+        reward_funcs=parts.reward_funcs,
+        args=args,
+        train_dataset=parts.dataset,
+        eval_dataset=parts.eval_dataset,
+        processing_class=parts.tokenizer,
+        peft_config=peft_config,
+        callbacks=hooks,
+    )
+    trainer.remove_callback(PrinterCallback)  # RunRecorder logs a compact line per step instead
+    schedules = WeightSchedules(from_config(cfg.reward))  # applies and logs weights/<name> before each batch
+    for hook in [*hooks, schedules]:
+        if hasattr(hook, "attach"):
+            hook.attach(trainer, parts.reward_funcs)
+    return trainer, hooks
+
+
+def train(trainer: Any, hooks: list[Any], run_dir: Path) -> None:
+    """Phase 4: train from the newest complete checkpoint (if any) until done or a signal stops it.
+
+    Raises:
+        Interrupted: a signal stopped training (after saving a checkpoint when configured).
+    """
+    from grpolab.train.interrupts import StopOnSignal, handle_signals
+
+    stop = next(h for h in hooks if isinstance(h, StopOnSignal))
     latest = latest_checkpoint(run_dir)
     with handle_signals(stop):
         trainer.train(resume_from_checkpoint=str(latest) if latest else None)
@@ -164,19 +224,57 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             f"stopped by {stop.signal_name} at step {trainer.state.global_step}; "
             + (f"continue with `python train.py resume={run_dir}` (from {saved.name})" if saved else "no checkpoint")
         )
-    if evaluator is not None:
-        evaluator.at_end(trainer)
+
+
+def finish(cfg: DictConfig, run_dir: Path, trainer: Any, hooks: list[Any], status: RunStatus) -> dict[str, Any]:
+    """Phase 5: final evaluation, the model at the run-dir root, run.json `completed` and the card; publish."""
+    from grpolab.eval.evaluate import EvalCallback
+    from grpolab.train.recorder import RunRecorder
+
+    for hook in hooks:
+        if isinstance(hook, EvalCallback):
+            hook.at_end(trainer)
     trainer.save_model(str(run_dir))
-    metrics = recorder.finish(trainer)
+    recorder = next(h for h in hooks if isinstance(h, RunRecorder))
+    metrics, fields = recorder.final_record(trainer)
+    status.completed(**fields)
+    recorder.write_card()
     if cfg.push_to_hub and recorder.main:
         from grpolab.rundir.publish import push_at_end
 
-        push_at_end(cfg, run_dir)
+        push_at_end(cfg.hub, run_dir)
     return metrics
 
 
-def write_card(cfg: DictConfig, run_dir: Path) -> None:
-    """Render the run's model card (README.md) from run.json, the config and the metrics history."""
-    from grpolab.rundir.card import write_card as _write
+def run(cfg: DictConfig, run_dir: Path, main: bool = True, evaluating_run: bool = False) -> float | None:
+    """Carry out the run ``cfg`` asks for in ``run_dir``; returns its objective.
 
-    _write(run_dir, cfg=cfg)
+    Args:
+        cfg: The frozen, validated config.
+        run_dir: The run directory (run.json written, status running).
+        main: Whether this process writes run.json and the card (rank 0).
+        evaluating_run: ``eval_only`` on an existing run: its record stays as it was trained.
+    """
+    mode = mode_of(cfg)
+    with owned_run(run_dir, cfg, writes=main and not evaluating_run) as status:
+        if mode == "plan":
+            from grpolab.checks.plan import write_plan
+
+            status.finish("planned", plan=write_plan(cfg, run_dir))
+            return None
+        if mode == "eval":
+            from grpolab.eval.eval_only import run_eval_only
+
+            metrics = run_eval_only(cfg, run_dir, resumed=evaluating_run)
+            status.completed(eval_only=True, metrics=metrics)
+            return metrics["objective"]
+        parts = build(cfg, run_dir)
+        if cfg.preflight != "skip":
+            report = preflight(cfg, run_dir, parts)
+            if mode == "preflight":
+                status.completed(**report)
+                return None
+        trainer, hooks = make_trainer(cfg, run_dir, parts)
+        train(trainer, hooks, run_dir)
+        metrics = finish(cfg, run_dir, trainer, hooks, status)
+    return metrics.get("objective")

@@ -238,6 +238,6 @@ def rewrite_file(path: Path) -> None:
         if data is not None and hidden != data:  # by key too (a short value under `api_key`)
             redacted = yaml.safe_dump(hidden, sort_keys=False, allow_unicode=True)
     if redacted != original:
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(redacted, encoding="utf-8")
-        os.replace(tmp, path)
+        from grpolab.files import atomic_write
+
+        atomic_write(path, redacted, redact=False)

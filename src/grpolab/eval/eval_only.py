@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grpolab.eval.evaluate import evaluate, finite, write_eval
+from grpolab.eval.evaluate import baseline_kept, evaluate, finite, with_intervals, write_eval
 
 log = logging.getLogger("grpolab")
 
@@ -61,7 +61,7 @@ def eval_config(frozen: Any, new: Any, overrides: Sequence[str], previous: Seque
 def model_dir(run_dir: Path) -> Path:
     """The weights to evaluate in a run directory: the saved final model, else the latest complete checkpoint."""
     from grpolab.errors import UserError
-    from grpolab.launch.resume import latest_checkpoint
+    from grpolab.rundir.checkpoints import latest_checkpoint
 
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists() and any(run_dir.glob("*.safetensors")):
@@ -72,8 +72,8 @@ def model_dir(run_dir: Path) -> Path:
     return latest
 
 
-def run_eval_only(cfg: Any, run_dir: Path, resumed: bool) -> float | None:
-    """Evaluate without training and write eval.json; returns the accuracy (the run's objective).
+def run_eval_only(cfg: Any, run_dir: Path, resumed: bool) -> dict[str, Any]:
+    """Evaluate without training and write eval.json; returns the eval metrics, accuracy as ``objective``.
 
     Args:
         cfg: The run config (``eval_only=true``).
@@ -104,15 +104,13 @@ def run_eval_only(cfg: Any, run_dir: Path, resumed: bool) -> float | None:
     log.info("evaluating %s on %d prompts", source, len(dataset))
     state = TrainerState(global_step=step)
     result = evaluate(model, tokenizer, dataset, funcs, weights=weights, cfg=cfg, state=state, sampled_means=True)
+    result = with_intervals(result, cfg.eval)
     result["metrics"] = finite(result["metrics"])
-    write_eval(run_dir, {"step": step, "model": source, **result})
+    baseline = baseline_kept(run_dir, result) if resumed and step else None
+    write_eval(run_dir, {"step": step, "model": source, **result}, baseline=baseline)
     log.info("eval: %s", {k: round(v, 4) for k, v in result["metrics"].items() if isinstance(v, float)})
-    accuracy = result["metrics"]["accuracy"]
-    if resumed:
+    if resumed:  # the trained run's record stays; its card shows the new evaluation
         from grpolab.rundir.card import write_card
 
         write_card(run_dir, cfg=cfg)
-    else:
-        metrics = {f"eval/{k}": v for k, v in result["metrics"].items()} | {"objective": accuracy}
-        runinfo.update_run(run_dir, status="completed", finished_at=runinfo.now(), eval_only=True, metrics=metrics)
-    return accuracy
+    return {f"eval/{k}": v for k, v in result["metrics"].items()} | {"objective": result["metrics"]["accuracy"]}

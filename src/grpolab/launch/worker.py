@@ -1,9 +1,10 @@
-"""Per-rank entry of a multi-process run, started by `accelerate launch` from grpolab.launch.job.
+"""Per-rank entry of a multi-process run, started by torchrun from `grpolab.launch.workers`.
 
-    accelerate launch --num_processes 2 -m grpolab.launch.worker outputs/runs/<date>/<time>
+    python -m torch.distributed.run --nproc_per_node 2 -m grpolab.launch.worker outputs/runs/<date>/<time>
 
-Every rank reads the run directory's frozen config.yaml (no Hydra composition here); rank 0
-writes run.json, metrics and the card.
+Every rank reads the run directory's frozen config.yaml (no Hydra composition here) and runs
+`grpolab.pipeline.run`; rank 0 writes run.json, metrics and the card. Exit codes: 0, 1 (failed), 130
+(interrupted).
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import traceback
 from pathlib import Path
 
 from grpolab import redaction
+from grpolab.errors import INTERRUPTED_EXIT, Interrupted
 from grpolab.rundir import runinfo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train the run whose directory is the single argument; returns the exit code."""
+    """Carry out the run whose directory is the single argument; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     run_dir = Path(argv[0])
     rank = int(os.environ.get("RANK", "0"))
@@ -36,24 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
         deepspeed.init_distributed(dist_backend="gloo")
     from grpolab import pipeline
-    from grpolab.train.interrupts import Interrupted
 
     try:
-        pipeline.run(cfg, run_dir)
-    except Interrupted as e:
-        if rank == 0:
-            runinfo.update_run(run_dir, status="interrupted", finished_at=runinfo.now(), error=str(e))
-            pipeline.write_card(cfg, run_dir)
-        return 130
-    except Exception as e:
-        logging.getLogger("grpolab").error("rank %d failed:\n%s", rank, traceback.format_exc())
-        if rank == 0:
-            from grpolab.launch.job import failure_message
-
-            runinfo.update_run(
-                run_dir, status="failed", finished_at=runinfo.now(), error=f"rank {rank}: {failure_message(e, run_dir)}"
-            )
-            pipeline.write_card(cfg, run_dir)
+        pipeline.run(cfg, run_dir, main=rank == 0)
+    except Interrupted:
+        return INTERRUPTED_EXIT
+    except Exception:  # recorded (rank 0) and logged with its traceback by the status owner
         return 1
     return 0
 

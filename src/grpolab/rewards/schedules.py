@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from grpolab import trl_seams
+
 KINDS = ("constant", "linear", "cosine", "step")
 _KEYS = {
     "constant": {"value"},
@@ -161,9 +163,7 @@ class WeightSchedules:
         Raises:
             RuntimeError: this TRL has no ``GRPOTrainer.reward_weights`` vector to write the weights into.
         """
-        weights = getattr(trainer, "reward_weights", None)
-        if weights is None or len(weights) != len(self.schedules):
-            raise RuntimeError("GRPOTrainer.reward_weights is missing or has another length; weight schedules need it")
+        trl_seams.check(trainer, len(self.schedules))
         self.trainer = trainer
         for fn in reward_funcs:
             fn.hooks.append(self)
@@ -174,7 +174,7 @@ class WeightSchedules:
         step = (state.global_step if state is not None else 0) + 1
         weight = self.schedules[name](step)
         if self.trainer is not None:
-            self.trainer.reward_weights[self.index[name]] = weight
+            trl_seams.set_reward_weight(self.trainer, self.index[name], weight)
             training = self.trainer.model.training
         else:
             training = True

@@ -6,37 +6,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from grpolab.turns import completion_text
+
 THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE = "<think>", "</think>", "<answer>", "</answer>"
 TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
-
-def completion_text(completion: Any) -> str:
-    """Return the text of one completion, plain (``"..."``) or conversational (``[{"role", "content"}]``).
-
-    Only assistant turns count; a message's content may also be a list of parts (``{"type": "text", "text": ...}``).
-
-    >>> completion_text([{"role": "assistant", "content": "hi"}])
-    'hi'
-    >>> completion_text("hi")
-    'hi'
-    """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        if "content" not in completion and "text" in completion:  # a content part
-            return str(completion.get("text") or "")
-        content = completion.get("content")
-        if isinstance(content, list | tuple):
-            return "".join(completion_text(part) for part in content)
-        return "" if content is None else str(content)
-    if isinstance(completion, list | tuple):
-        return "".join(
-            completion_text(m)
-            for m in completion
-            if not isinstance(m, dict) or m.get("role", "assistant") == "assistant"
-        )
-    return "" if completion is None else str(completion)
 
 
 def extract_answer(text: str) -> str | None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
+from grpolab.config.schemas import HubSchema
 from grpolab.errors import UserError
 from grpolab.rundir import runinfo
 
@@ -89,10 +89,10 @@ def push(run_dir: Path, repo_id: str | None, private: bool = True) -> str:
     return url
 
 
-def push_at_end(cfg: Any, run_dir: Path) -> str | None:
+def push_at_end(hub: HubSchema, run_dir: Path) -> str | None:
     """`push_to_hub=true` at the end of training: upload, or log one clear error and keep the run completed."""
     try:
-        return push(run_dir, cfg.hub.repo_id, private=cfg.hub.private)
+        return push(run_dir, hub.repo_id, private=hub.private)
     except PublishError as e:
         log.error("push_to_hub: %s", e)
         return None

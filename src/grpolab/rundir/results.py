@@ -76,20 +76,48 @@ def eval_summary(run_dir: Path, history: list[dict[str, Any]], rows: int = 20) -
             by_step.setdefault(h["step"], {}).update(found)
     if not result and not by_step:
         return None
-    wanted = ["accuracy", "pass@1", f"pass@{result.get('k')}", "reward", "greedy_reward"]
+    k = result.get("k")
+    wanted = ["accuracy", f"mean@{k}", f"maj@{k}", f"pass@{k}", "reward", "greedy_reward"]
     columns = [c for c in dict.fromkeys(wanted) if any(c in v for v in by_step.values())]
     table = [[step, *(values.get(c) for c in columns)] for step, values in sorted(by_step.items())]
     stride = next((s for s in STRIDES if len(table) / s <= rows), STRIDES[-1])
     picked = table[::stride] + ([table[-1]] if table and (len(table) - 1) % stride else [])
+    intervals = result.get("intervals") or {}
     return {
         "step": result.get("step"),
         "prompts": result.get("prompts"),
-        "k": result.get("k"),
+        "k": k,
         "correct": result.get("correct") or {},
-        "metrics": list((result.get("metrics") or {}).items()),
+        "metrics": [(key, value, intervals.get(key)) for key, value in (result.get("metrics") or {}).items()],
         "columns": columns,
         "rows": picked,
+        **before_after(result),
     }
+
+
+def before_after(result: dict[str, Any]) -> dict[str, Any]:
+    """The step-0 evaluation next to the latest, metric by metric, and the latest per source (eval.json).
+
+    Returns:
+        ``baseline_step`` (None: no baseline, or the latest is the baseline), ``compare``: rows of
+        ``(metric, before, before interval, after, after interval)`` for the metrics with intervals, and
+        ``by_source``: rows of ``(source, prompts, {metric: (value, interval)})``.
+    """
+    intervals = result.get("intervals") or {}
+    metrics = result.get("metrics") or {}
+    baseline = result.get("baseline") or {}
+    before = baseline.get("metrics") or {}
+    fresh = bool(baseline) and baseline.get("step") != result.get("step")
+    compare = [
+        (key, before.get(key), (baseline.get("intervals") or {}).get(key), metrics.get(key), interval)
+        for key, interval in intervals.items()
+        if fresh and key in before
+    ]
+    by_source = [
+        (name, part.get("prompts"), {key: (part["metrics"].get(key), part["intervals"].get(key)) for key in intervals})
+        for name, part in sorted((result.get("by_source") or {}).items())
+    ]
+    return {"baseline_step": baseline.get("step") if fresh else None, "compare": compare, "by_source": by_source}
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -166,11 +194,10 @@ def _figure(panels: int, width: float) -> tuple[Any, list[Any]]:
 
 def _save(fig: Any, path: Path) -> Path:
     """Write the figure through a temporary file and a rename: parallel jobs refresh the same sweep plot."""
-    import os
+    from grpolab.files import atomic_path
 
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path
 
 
@@ -220,5 +247,32 @@ def sweep_curves(curves: dict[str, list[dict[str, Any]]], path: Path, key: str =
     for label, (steps, values) in drawn.items():
         ax.plot(steps, values, label=label, marker="." if len(steps) < 30 else None)
     ax.set_title(f"{key} per job")
+    ax.legend(fontsize="small", loc="best")
+    return _save(fig, path)
+
+
+def band_curves(
+    bands: dict[str, tuple[list[int], list[float], list[float], list[float]]], path: Path, key: str, band: str
+) -> Path | None:
+    """One line per configuration (its mean over seeds) with a shaded band, to compare configurations.
+
+    Args:
+        bands: Label to ``(steps, mean, low, high)``.
+        path: Where to write the PNG.
+        key: The metric drawn (for the title).
+        band: What the band is (for the title).
+
+    Returns:
+        ``path``, or None when nothing was logged yet.
+    """
+    drawn = {label: b for label, b in bands.items() if b[0]}
+    if not drawn:
+        return None
+    fig, (ax,) = _figure(1, 8)
+    for i, (label, (steps, mean, low, high)) in enumerate(drawn.items()):
+        color = f"C{i % 10}"
+        ax.plot(steps, mean, label=label, color=color, marker="." if len(steps) < 30 else None)
+        ax.fill_between(steps, low, high, color=color, alpha=0.18, linewidth=0)
+    ax.set_title(f"{key}: mean over seeds, band = {band}")
     ax.legend(fontsize="small", loc="best")
     return _save(fig, path)

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from grpolab import trl_seams
+from grpolab.files import atomic_path
+from grpolab.turns import completion_text, prompt_text
 
 ARCHIVE = "rollouts"
 TEXT = ("prompt", "completion", "answer")
@@ -38,21 +41,6 @@ FIXED = ("step", "group", "prompt", "completion", "answer", "total", "advantage"
 def reward_column(name: str) -> str:
     """The archive column of reward ``name`` (its name, unless that is one of the fixed columns)."""
     return f"reward_{name}" if name in FIXED else name
-
-
-def prompt_text(prompt: Any) -> str:
-    """The text of a prompt: plain, or the last user turn of a conversation."""
-    if isinstance(prompt, list) and prompt:
-        users = [m for m in prompt if m.get("role") == "user"] or prompt
-        return str(users[-1].get("content", ""))
-    return str(prompt)
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion: plain, or the assistant turn(s) of a conversational one."""
-    if isinstance(completion, list):
-        return "".join(str(m.get("content", "")) for m in completion)
-    return str(completion)
 
 
 def part_path(run_dir: Path, step: int) -> Path:
@@ -80,9 +68,8 @@ def write_part(run_dir: Path, step: int, columns: Mapping[str, list[Any]], names
     table = pa.table({k: pa.array(columns[k], type=t) for k, t in types.items()})
     path = part_path(run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # ignored by readers (dot prefix, not *.parquet)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a dot-prefixed temporary name: readers glob step-*.parquet
+        pq.write_table(table, tmp)
     return path
 
 
@@ -173,7 +160,7 @@ class RolloutArchive(TrainerCallback):
 
     def columns(self, step: int) -> dict[str, list[Any]]:
         """The archive columns of the latest generation batch (TRL's ``_logs``), cut to ``max_per_step``."""
-        logs = self.trainer._logs
+        logs = trl_seams.latest_batch(self.trainer)
         rewards = {n: list(logs["rewards"].get(n, [])) for n in self.names}
         extra = {k: list(v) for k, v in logs["extra"].items()}
         parts = [list(logs["prompt"]), list(logs["completion"]), list(logs["advantages"]), *rewards.values()]
@@ -184,7 +171,7 @@ class RolloutArchive(TrainerCallback):
             values = values[-n:] if len(values) >= n else [fill] * n
             return values[:keep]
 
-        weights = [float(w) for w in self.trainer.reward_weights]
+        weights = trl_seams.reward_weights(self.trainer)
         scores = {name: [float(v) for v in last(vals)] for name, vals in rewards.items()}
         totals = []
         for i in range(keep):

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from grpolab import redaction
+from grpolab.files import atomic_write
 
 RUN_JSON = "run.json"
 WITHHELD_ENV = "GRPOLAB_WITHHELD"  # JSON of the secret config values config.yaml does not hold
@@ -40,16 +41,6 @@ LIBRARIES = (
 def now() -> str:
     """The current UTC time in ISO 8601 with milliseconds."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file.
-
-    Secrets are redacted on the way (`grpolab.redaction`): every run-directory writer comes through here.
-    """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(redaction.text(text), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def versions() -> dict[str, str | None]:

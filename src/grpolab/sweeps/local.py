@@ -111,11 +111,12 @@ def mark_failed(returns: list[JobReturn], failures: list[Failure], total: int) -
     if not failures:
         return
     from grpolab.rundir import runinfo
+    from grpolab.rundir.status import record_outcome
 
     for f in failures:
         record = runinfo.read_run(f.run_dir) if f.run_dir.is_dir() else None
-        if record is not None and record.get("status") in (None, "running"):
-            runinfo.update_run(f.run_dir, status="failed", finished_at=runinfo.now(), error=f.reason)
+        if record is not None:
+            record_outcome(f.run_dir, "failed", f.reason)
     error = JobsFailed(summarize(failures, total))
     for ret in returns:
         if ret.status != JobStatus.COMPLETED:
@@ -266,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.core.singleton import Singleton
     from hydra.core.utils import run_job, setup_globals
 
+    from grpolab.files import atomic_path
+
     payload = Path((sys.argv[1:] if argv is None else argv)[0])
     hydra_context, task_function, cfg, state = cloudpickle.loads(payload.read_bytes())
     Singleton.set_state(state)
@@ -282,9 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # an exception that does not pickle: keep its text
         ret.return_value = RuntimeError(repr(ret._return_value))
         data = cloudpickle.dumps(ret)
-    tmp = payload.with_suffix(".result.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(payload.with_suffix(".result"))
+    with atomic_path(payload.with_suffix(".result")) as tmp:
+        tmp.write_bytes(data)
     return 0 if ret.status == JobStatus.COMPLETED else 1
 
 

@@ -39,6 +39,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, open_dict
 
+from grpolab.launch.slurm_env import job_info, restart_count
 from grpolab.sweeps.local import Failure, job_run_dir, log_error, mark_failed, run_error
 
 log = logging.getLogger(__name__)
@@ -72,32 +73,6 @@ class SlurmLauncherConf:
     setup: list[str] = field(default_factory=list)
     array_parallelism: int = 256
     poll_s: float = 10.0
-
-
-def job_info() -> dict[str, Any] | None:
-    """The Slurm job this process runs in (None outside Slurm), for run.json's `slurm` block."""
-    raw = os.environ.get("SLURM_JOB_ID")
-    if not raw:
-        return None
-    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    info: dict[str, Any] = {
-        "job_id": f"{array}_{task}" if array and task else raw,
-        "raw_job_id": raw,
-        "restarts": restart_count(),
-        "nodes": os.environ.get("SLURM_JOB_NODELIST"),
-        "partition": os.environ.get("SLURM_JOB_PARTITION"),
-    }
-    folder = os.environ.get("SUBMITIT_FOLDER")
-    if folder:
-        import submitit
-
-        info["log"] = str(submitit.JobEnvironment().paths.stderr)
-    return info
-
-
-def restart_count() -> int:
-    """How many times Slurm has restarted (requeued) this job."""
-    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
 
 
 def sbatch_options(lines: Sequence[str]) -> dict[str, Any]:
@@ -352,6 +327,7 @@ class SlurmLauncher(BaseSubmititLauncher):
     def _requeue(self, run_dir: Path, job_id: str, sig: str) -> None:
         """Requeue this job (and exit) or, past `max_requeues`, fail it with a message saying so."""
         from grpolab.rundir import runinfo
+        from grpolab.rundir.status import record_outcome
 
         restarts, limit = restart_count(), int(self.params["max_requeues"])
         record = runinfo.read_run(run_dir)
@@ -361,14 +337,13 @@ class SlurmLauncher(BaseSubmititLauncher):
                 f"{sig}: preempted after {restarts} requeue(s) and hydra.launcher.max_requeues={limit} allows no more; "
                 f"continue it with: python train.py resume={run_dir}"
             )
-            runinfo.update_run(
-                run_dir, status="interrupted", finished_at=runinfo.now(), error=message, slurm=slurm_info
-            )
+            record_outcome(run_dir, "interrupted", message, only_if_running=False, slurm=slurm_info)
             raise Preempted(message)
-        runinfo.update_run(
+        record_outcome(
             run_dir,
-            status="interrupted",
-            error=f"{sig}: preempted or near the time limit; requeued (restart {restarts + 1} of at most {limit})",
+            "interrupted",
+            f"{sig}: preempted or near the time limit; requeued (restart {restarts + 1} of at most {limit})",
+            only_if_running=False,
             slurm={**slurm_info, "requeued_at": runinfo.now()},
         )
         log.warning("requeueing Slurm job %s (restart %d of at most %d)", job_id, restarts + 1, limit)

@@ -15,10 +15,6 @@ from typing import Any
 from transformers import TrainerCallback
 
 
-class Interrupted(Exception):
-    """Training stopped on a signal; the message names it."""
-
-
 class StopOnSignal(TrainerCallback):
     """Turns a received signal into `should_save` + `should_training_stop` at the next step end."""
 

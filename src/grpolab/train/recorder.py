@@ -11,9 +11,9 @@ from typing import Any
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from grpolab import redaction
-from grpolab.launch.resume import mark_complete
+from grpolab import redaction, trl_seams
 from grpolab.rundir import runinfo
+from grpolab.rundir.checkpoints import mark_complete
 from grpolab.rundir.results import METRICS_JSONL, read_metrics, run_objective
 
 log = logging.getLogger("grpolab")
@@ -52,7 +52,7 @@ class RunRecorder(TrainerCallback):
         self.trainer: Any = None
         self.main = True
 
-    def attach(self, trainer: Any) -> None:
+    def attach(self, trainer: Any, reward_funcs: Any = None) -> None:
         """Remember the trainer, whose live accelerator and engine say what really runs."""
         self.trainer = trainer
         self.main = trainer.is_world_process_zero()
@@ -71,7 +71,7 @@ class RunRecorder(TrainerCallback):
                 "rank0_numel": sum(p.ds_tensor.numel() for p in params),
             }
         runinfo.update_run(self.run_dir, **fields)
-        self._write_card()  # the card at the start: status running, no results yet
+        self.write_card()  # the card at the start: status running, no results yet
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """Append each log to metrics.jsonl and the train log."""
@@ -107,33 +107,32 @@ class RunRecorder(TrainerCallback):
         last = steps[-1] if steps else {}
         metrics = {k: v for k, v in last.items() if isinstance(v, int | float)}
         metrics["objective"] = run_objective(self.run_dir, history, self.cfg.objective)
-        logs = getattr(self.trainer, "_logs", None)  # the latest generation batch, kept by GRPOTrainer
+        logs = trl_seams.latest_batch(self.trainer)
         if logs:
             from grpolab.rewards.schedules import from_config
 
             weights = {name: schedule(step) for name, schedule in from_config(self.cfg.reward).items()}
             extra["samples"] = {"step": step, "items": latest_samples(logs, weights)}
         record = runinfo.update_run(self.run_dir, global_step=step, metrics=metrics, **extra)
-        self._write_card()
+        self.write_card()
         return record
 
-    def _write_card(self) -> None:
+    def write_card(self) -> None:
+        """Re-render the card from run.json (main process only; a card bug is logged, training goes on)."""
         from grpolab.rundir.card import write_card
+
+        if not self.main:
+            return
 
         try:
             write_card(self.run_dir, cfg=self.cfg)
         except Exception:  # a card bug must not end hours of training; it is logged loudly
             log.exception("could not write the model card; training goes on")
 
-    def finish(self, trainer: Any) -> dict[str, Any]:
-        """Mark the run completed and write the final card; returns the final metrics."""
+    def final_record(self, trainer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Record the last step's metrics; returns them and the run.json fields the status owner adds."""
         if not self.main:
-            return {}
+            return {}, {}
         train_summary = next((h for h in reversed(trainer.state.log_history) if "train_runtime" in h), {})
-        record = self._record(
-            trainer.state.global_step,
-            status="completed",
-            finished_at=runinfo.now(),
-            train_runtime_s=train_summary.get("train_runtime"),
-        )
-        return record["metrics"]
+        record = self._record(trainer.state.global_step)
+        return record["metrics"], {"train_runtime_s": train_summary.get("train_runtime")}

@@ -6,15 +6,14 @@ import os
 import uuid
 from pathlib import Path
 
-from omegaconf import DictConfig
-
+from grpolab.config.schemas import LoggerSchema
 from grpolab.rundir import runinfo
 from grpolab.train.models import reachable
 
 
-def configure_wandb(cfg: DictConfig, run_dir: Path) -> str:
+def configure_wandb(logger: LoggerSchema, run_dir: Path) -> str:
     """Point wandb at the run directory and a stable run id (resumes reuse it); returns the mode chosen."""
-    mode = cfg.logger.mode
+    mode = logger.mode
     if mode == "auto":
         server = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
         mode = "online" if os.environ.get("WANDB_API_KEY") and reachable(server) else "offline"
@@ -25,11 +24,11 @@ def configure_wandb(cfg: DictConfig, run_dir: Path) -> str:
     os.environ.update(
         WANDB_DIR=str(run_dir),
         WANDB_MODE=mode,
-        WANDB_PROJECT=cfg.logger.project,
+        WANDB_PROJECT=logger.project,
         WANDB_RUN_ID=run_id,
         WANDB_RESUME="allow",
         WANDB_SILENT="true",
     )
-    if cfg.logger.entity:
-        os.environ["WANDB_ENTITY"] = cfg.logger.entity
+    if logger.entity:
+        os.environ["WANDB_ENTITY"] = logger.entity
     return mode
