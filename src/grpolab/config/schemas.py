@@ -38,12 +38,16 @@ class ModelSchema:
     name: str = MISSING  # short name, used in the run name and the card
     id: str | None = None  # hub id, e.g. google/gemma-3-270m
     path: str | None = None  # local checkpoint directory; wins over `id`
+    gguf: str | None = None  # a GGUF file, dequantized once into the cache and trained like `path`; `packaged`: below
+    packaged_gguf: str | None = None  # a pip package whose assemble() returns this model's GGUF (model.gguf=packaged)
     revision: str = "main"
     dtype: str = "auto"  # auto (bf16 on GPUs that have it, else fp32) | float32 | bfloat16 | float16
     attn_implementation: str | None = None  # sdpa | eager | flash_attention_2; None: transformers' choice
     license: str = "apache-2.0"  # the base model's license, written into the card
     trust_remote_code: bool = False
     chat_template: str | None = None  # a Jinja template replacing the tokenizer's own
+    default_chat_template: str | None = None  # the model's own chat format, used when its tokenizer has none
+    stop_tokens: list[str] = field(default_factory=list)  # generation also ends at these (besides eos)
     gradient_checkpointing: bool = False
     tiny: TinyModelSchema | None = None  # set: build the embedded tiny model instead of loading one
     architecture: dict[str, Any] | None = None  # public config.json fields, for planning offline

@@ -209,6 +209,12 @@ def _samples(record: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
     return items, samples.get("step")
 
 
+def _why_hardware(record: dict[str, Any]) -> list[str]:
+    """Why the run got its device, when hardware=auto chose it (run.json `hardware.why`)."""
+    why = (record.get("hardware") or {}).get("why")
+    return [f"({why})"] if why else []
+
+
 def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     """Everything the card shows, from run.json, the resolved config and metrics.jsonl."""
     from grpolab.rundir.results import read_metrics
@@ -243,7 +249,7 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
         "choices": _choices(cfg, run_dir),
         "hyperparameters": _hyperparameters(cfg, world_size, step),
         "hardware": {
-            "device": cfg.hardware.accelerator,
+            "device": " ".join([cfg.hardware.accelerator, *_why_hardware(record)]),
             "world_size": world_size,
             "zero_stage": record.get("zero_stage") or cfg.hardware.zero_stage or "none (no DeepSpeed)",
             "precision": cfg.hardware.precision + (", ZeRO offload to CPU" if cfg.hardware.offload else ""),

@@ -128,6 +128,12 @@ def check_safetensors(path: Path, where: str) -> None:
 
 def resolve_model_source(model_cfg: Any, seed: int) -> str:
     """Return a local directory or a hub id to load, failing fast with a clear message when unreachable."""
+    if model_cfg.get("gguf"):
+        if model_cfg.path:
+            raise UserError(f"model.gguf and model.path are both set ({model_cfg.path!r}); keep one of them.")
+        from grpolab.train.gguf import converted_dir
+
+        return str(converted_dir(model_cfg))
     if model_cfg.path:
         path = Path(model_cfg.path).expanduser()
         if not path.is_dir():
@@ -193,6 +199,8 @@ def load_tokenizer(source: str, model_cfg: Any) -> Any:
     )
     if model_cfg.chat_template:
         tokenizer.chat_template = model_cfg.chat_template
+    if not tokenizer.chat_template and model_cfg.get("default_chat_template"):
+        tokenizer.chat_template = model_cfg.default_chat_template  # the model's own format (a GGUF has none)
     if not tokenizer.chat_template:
         raise UserError(
             f"the tokenizer of {source} has no chat template; set model.chat_template to a Jinja template "
@@ -228,6 +236,24 @@ def load_model(source: str, model_cfg: Any, hardware_cfg: Any) -> Any:
     if model_cfg.attn_implementation:
         kwargs["attn_implementation"] = model_cfg.attn_implementation
     try:
-        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as e:
         raise UserError(f"could not load model from {source}: {e}") from e
+    add_stop_tokens(model, source, list(model_cfg.get("stop_tokens") or []))
+    return model
+
+
+def add_stop_tokens(model: Any, source: str, stop_tokens: list[str]) -> None:
+    """Make generation also end at ``stop_tokens`` (e.g. Gemma's <end_of_turn>): TRL stops at the eos ids."""
+    if not stop_tokens or not Path(source, "tokenizer.json").is_file():
+        return
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(Path(source, "tokenizer.json")))
+    ids = [vocab.token_to_id(t) for t in stop_tokens]
+    missing = [t for t, i in zip(stop_tokens, ids) if i is None]
+    if missing:
+        raise UserError(f"model.stop_tokens {missing} are not tokens of {source}; fix model.stop_tokens.")
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    model.generation_config.eos_token_id = eos + [i for i in ids if i not in eos]

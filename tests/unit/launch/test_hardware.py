@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, assert_ok, run_train
+from omegaconf import DictConfig
 
-from grpolab.launch.hardware import cuda_devices
+from grpolab.launch.hardware import Devices, choose, cuda_devices, describe, resolve
 
 FAULTS = REPO / "tests" / "fixtures" / "faults"
 
@@ -128,3 +129,54 @@ def test_multi_node_needs_an_agreed_port(tmp_path: Path) -> None:
     proc = run_train("hardware=zero3", "hardware.num_machines=2", "debug=smoke", f"hydra.run.dir={tmp_path / 'r'}")
     assert proc.returncode != 0
     assert "hardware.main_process_port" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# hardware=auto: a pure function of the devices seen, one case each
+AUTO_CASES = [
+    (Devices(gpus=0, bf16=False), ("cpu", "fp32", 1), "no CUDA GPU seen"),
+    (Devices(gpus=1, bf16=True), ("cuda", "bf16", None), "1 CUDA GPU(s) seen: one GPU in bf16"),
+    (Devices(gpus=1, bf16=False), ("cuda", "fp32", None), "without bf16"),
+    (Devices(gpus=8, bf16=True), ("cuda", "bf16", None), "hardware=zero3 hardware.num_processes=8"),
+]
+
+
+@pytest.mark.parametrize(("seen", "expected", "why"), AUTO_CASES, ids=str)
+def test_auto_chooses_from_the_devices_seen(seen: Devices, expected: tuple, why: str) -> None:
+    choice = choose(seen, cpu_threads=1)
+    assert (choice.accelerator, choice.precision, choice.torch_threads) == expected
+    assert why in choice.reason
+
+
+@pytest.mark.parametrize(("seen", "expected", "why"), AUTO_CASES, ids=str)
+def test_auto_option_resolves_to_one_process(seen: Devices, expected: tuple, why: str) -> None:
+    hw = _compose("hardware=auto").hardware
+    resolve(hw, seen=seen)
+    assert (hw.accelerator, hw.precision, hw.torch_threads, hw.num_processes) == (*expected, 1)
+    assert describe(hw)["why"] == (
+        "hardware=auto: no CUDA GPU seen" if seen.gpus == 0 else "hardware=auto: a CUDA GPU seen"
+    )
+
+
+def test_auto_is_the_default_and_explicit_precision_wins() -> None:
+    assert _compose().hardware.name == "auto"
+    hw = _compose("hardware.precision=fp32").hardware
+    resolve(hw, seen=Devices(gpus=1, bf16=True))
+    assert (hw.accelerator, hw.precision) == ("cuda", "fp32")
+
+
+def test_auto_run_records_its_choice(smoke_run: Path) -> None:
+    record = json.loads((smoke_run / "run.json").read_text())
+    assert record["hardware"]["option"] == "auto"
+    seen = "a CUDA GPU seen" if cuda_devices() else "no CUDA GPU seen"
+    assert record["hardware"]["why"] == f"hardware=auto: {seen}"
+    assert f"(hardware=auto: {seen})" in (smoke_run / "README.md").read_text()
+
+
+def _compose(*overrides: str) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    from grpolab.config.schemas import register
+
+    register()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
