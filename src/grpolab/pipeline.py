@@ -184,6 +184,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path, parts: Parts) -> tuple[Any, lis
         )
     if parts.eval_dataset is not None:
         hooks.append(EvalCallback(cfg, run_dir, parts.eval_dataset, parts.reward_funcs))
+    if cfg.checkpoint.best_metric:  # first: its record is in a checkpoint before the recorder marks it complete
+        from grpolab.train.best_checkpoint import BestCheckpoint
+
+        hooks.insert(0, BestCheckpoint(cfg.checkpoint, cfg.early_stopping, run_dir))
     from grpolab.train.dynamic_sampling import trainer_class
 
     trainer_type, extra = trainer_class(cfg.trainer.dynamic_sampling)  # GRPOTrainer, or with DAPO's refill
@@ -235,6 +239,9 @@ def finish(cfg: DictConfig, run_dir: Path, trainer: Any, hooks: list[Any], statu
         if isinstance(hook, EvalCallback):
             hook.at_end(trainer)
     trainer.save_model(str(run_dir))
+    for hook in hooks:  # checkpoint.root_model=best: the best checkpoint's weights replace the last ones
+        if hasattr(hook, "at_end") and not isinstance(hook, EvalCallback):
+            hook.at_end(trainer)
     recorder = next(h for h in hooks if isinstance(h, RunRecorder))
     metrics, fields = recorder.final_record(trainer)
     status.completed(**fields)

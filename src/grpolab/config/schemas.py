@@ -153,10 +153,49 @@ class SecretsSchema:
 
 
 @dataclass
+class DynamicSamplingSchema:
+    """DAPO's dynamic sampling (grpolab.train.dynamic_sampling): train only on groups whose rewards differ."""
+
+    enabled: bool = False
+    metric: str = "reward"  # reward (the weighted total) or the name of one reward
+    min_std: float = 0.0  # drop a group whose metric's std is <= this (0: only groups of equal rewards)
+    max_gen_batches: int = 4  # generation rounds per step at most (1: drop without refilling)
+
+
+@dataclass
 class TrainerNode(TrainerSchema):
     """The trainer node: every GRPOConfig field, plus grpolab's own run-control switches."""
 
     save_on_interrupt: bool = True  # Ctrl-C / SIGTERM: save a checkpoint at the step boundary, then stop
+    dynamic_sampling: DynamicSamplingSchema = field(default_factory=DynamicSamplingSchema)
+
+
+@dataclass
+class AlgoSchema:
+    """The GRPO variant (conf/algo/): its paper for the card; its settings are trainer keys it sets."""
+
+    name: str | None = None
+    title: str | None = None
+    paper: str | None = None  # the paper's page
+    bibtex: str = ""  # empty: GRPO's own citation (on every card) covers it
+
+
+@dataclass
+class CheckpointSchema:
+    """Which checkpoints are best, kept, and which model the run directory's root holds."""
+
+    best_metric: str | None = None  # any logged metric, e.g. eval/accuracy or reward; None: no best tracking
+    direction: str = "max"  # max | min
+    keep_best: int = 1  # the k best checkpoints survive save_total_limit's rotation
+    root_model: str = "last"  # last | best: the model saved at the run directory's root
+
+
+@dataclass
+class EarlyStoppingSchema:
+    """Stop when checkpoint.best_metric has not improved by min_delta for `patience` of its evaluations."""
+
+    patience: int | None = None  # None: never stop early
+    min_delta: float = 0.0
 
 
 @dataclass
@@ -168,6 +207,9 @@ class TrainSchema:
     reward: dict[str, Any] = field(default_factory=dict)
     data: DataSchema = MISSING
     trainer: TrainerNode = field(default_factory=TrainerNode)
+    algo: AlgoSchema = field(default_factory=AlgoSchema)
+    checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
+    early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
     hardware: HardwareSchema = MISSING
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     peft: Any = None  # {_target_: peft.LoraConfig, ...} or None

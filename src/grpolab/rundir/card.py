@@ -9,6 +9,7 @@ is written at the start of a run, after every checkpoint, at the end and when th
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -29,6 +30,10 @@ GENERIC_QUESTION = "A shop sells pens at 3 dollars each. How much do 7 pens cost
 VERSIONS = {"trl": "TRL", "transformers": "Transformers", "torch": "PyTorch", "datasets": "Datasets"}
 VERSIONS |= {"tokenizers": "Tokenizers", "accelerate": "Accelerate", "deepspeed": "DeepSpeed", "hydra-core": "Hydra"}
 KEY_SETTINGS = ("num_generations", "beta", "loss_type", "scale_rewards", "learning_rate")
+ALGO_SETTINGS = ("loss_type", "beta", "scale_rewards", "epsilon", "epsilon_high", "delta", "importance_sampling_level")
+ALGO_SETTINGS += ("mask_truncated_completions", "top_entropy_quantile", "steps_per_generation", "num_iterations")
+ALGO_SETTINGS += ("use_bias_correction_kl", "sapo_temperature_pos", "sapo_temperature_neg", "cast_lm_head_to_fp32")
+ALGO_SETTINGS += ("off_policy_mask_threshold", "top_p", "top_k", "temperature", "dynamic_sampling")
 TABLE_ROWS = 20
 
 
@@ -101,7 +106,7 @@ def _hyperparameters(cfg: DictConfig, world_size: int, step: int) -> list[tuple[
     from grpolab.config.schemas import TrainSchema
 
     tr = cfg.trainer
-    defaults = TrainSchema().trainer  # TRL's GRPOConfig defaults, plus grpolab's own trainer switches
+    defaults = dataclasses.asdict(TrainSchema().trainer)  # TRL's GRPOConfig defaults, plus grpolab's switches
     batch = tr.per_device_train_batch_size * world_size * tr.gradient_accumulation_steps
     rows: list[tuple[str, Any]] = [(k, tr[k]) for k in KEY_SETTINGS]
     rows += [
@@ -116,8 +121,22 @@ def _hyperparameters(cfg: DictConfig, world_size: int, step: int) -> list[tuple[
     shown = {*KEY_SETTINGS, "max_completion_length", "temperature", "max_steps"}
     values = OmegaConf.to_container(tr, resolve=True)
     assert isinstance(values, dict)
-    rows += [(k, v) for k, v in values.items() if k not in shown and getattr(defaults, k, None) != v]
+    rows += [(k, v) for k, v in values.items() if k not in shown and defaults.get(k) != v]
     return rows
+
+
+def _algo(cfg: DictConfig) -> dict[str, Any] | None:
+    """The GRPO variant (`algo=`): its paper and the effective values of the settings that define it."""
+    algo = cfg.get("algo")
+    if not algo or not algo.get("name"):
+        return None  # a run from before `algo=` existed
+    from grpolab.config.schemas import TrainerNode
+
+    defaults, values = dataclasses.asdict(TrainerNode()), OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(values, dict)
+    always = ("loss_type", "beta", "scale_rewards")
+    settings = [(k, values[k]) for k in ALGO_SETTINGS if k in values and (k in always or values[k] != defaults[k])]
+    return {**OmegaConf.to_container(algo, resolve=True), "settings": settings}
 
 
 def _rewards(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -248,6 +267,8 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
         "quick_start": _quick_start(cfg, record, run_dir),
         "choices": _choices(cfg, run_dir),
         "hyperparameters": _hyperparameters(cfg, world_size, step),
+        "algo": _algo(cfg),
+        "best": record.get("best"),
         "hardware": {
             "device": " ".join([cfg.hardware.accelerator, *_why_hardware(record)]),
             "world_size": world_size,
