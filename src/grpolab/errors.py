@@ -7,5 +7,8 @@ class UserError(Exception):
     """Bad input: the message names the key, value or file at fault and what to do about it."""
 
 
-class Interrupted(Exception):
-    """Training stopped on a signal; the message names it and how to continue."""
+class Interrupted(BaseException):
+    """A run stopped on a signal; the message names it and how to continue.
+
+    A BaseException, like KeyboardInterrupt: an ``except Exception`` in a reward or a library cannot swallow it.
+    """

@@ -116,6 +116,9 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
 
     if cfg.hardware.torch_threads:
         torch.set_num_threads(cfg.hardware.torch_threads)
+    from grpolab.train.console import quiet_third_party
+
+    quiet_third_party(cfg.verbose)
     if cfg.logger.name == "wandb":
         from grpolab.train.trackers import configure_wandb
 
@@ -162,9 +165,11 @@ def make_trainer(cfg: DictConfig, run_dir: Path, parts: Parts) -> tuple[Any, lis
     """Phase 3: GRPOConfig, the model and `GRPOTrainer` with grpolab's callbacks; returns (trainer, hooks)."""
     from transformers.trainer_callback import PrinterCallback
 
+    from grpolab import trl_seams
     from grpolab.eval.evaluate import EvalCallback
     from grpolab.rewards.schedules import WeightSchedules, from_config
     from grpolab.rundir.rollouts import RolloutArchive
+    from grpolab.train.console import Console
     from grpolab.train.interrupts import StopOnSignal
     from grpolab.train.models import load_model
     from grpolab.train.recorder import RunRecorder
@@ -178,6 +183,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path, parts: Parts) -> tuple[Any, lis
         peft_config = instantiate(cfg.peft)
     ro = cfg.rollouts
     hooks: list[Any] = [RunRecorder(cfg, run_dir, parts.reward_funcs), StopOnSignal(cfg.trainer.save_on_interrupt)]
+    hooks.append(Console(list(cfg.reward), cfg.trainer.beta, cfg.verbose))
+    hooks.append(trl_seams.secrets_guard())  # no secret in what TRL, transformers and the trackers write
     if ro.enabled:
         hooks.append(
             RolloutArchive(run_dir, list(cfg.reward), ro.every_n_steps, ro.max_per_step, cfg.data.answer_column)
@@ -262,8 +269,14 @@ def run(cfg: DictConfig, run_dir: Path, main: bool = True, evaluating_run: bool 
         main: Whether this process writes run.json and the card (rank 0).
         evaluating_run: ``eval_only`` on an existing run: its record stays as it was trained.
     """
+    from grpolab.train.interrupts import raise_on_signal
+
     mode = mode_of(cfg)
-    with owned_run(run_dir, cfg, writes=main and not evaluating_run) as status:
+    phase = ["setup"]
+    with (
+        owned_run(run_dir, cfg, writes=main and not evaluating_run) as status,
+        raise_on_signal(lambda: phase[0]),  # training has its own, graceful handler (`train`)
+    ):
         if mode == "plan":
             from grpolab.checks.plan import write_plan
 
@@ -275,13 +288,23 @@ def run(cfg: DictConfig, run_dir: Path, main: bool = True, evaluating_run: bool 
             metrics = run_eval_only(cfg, run_dir, resumed=evaluating_run)
             status.completed(eval_only=True, metrics=metrics)
             return metrics["objective"]
+        phase[0] = "the build (tokenizer, data, rewards)"
         parts = build(cfg, run_dir)
         if cfg.preflight != "skip":
+            phase[0] = "preflight"
             report = preflight(cfg, run_dir, parts)
             if mode == "preflight":
                 status.completed(**report)
                 return None
+        phase[0] = "model loading"
         trainer, hooks = make_trainer(cfg, run_dir, parts)
+        from grpolab.checks.preflight import check_model  # the loaded model's own completions: any signal?
+
+        check_model(
+            cfg, run_dir, trainer.model, tokenizer=parts.tokenizer, dataset=parts.dataset, funcs=parts.reward_funcs
+        )
+        status.progress = lambda: {"global_step": trainer.state.global_step}
         train(trainer, hooks, run_dir)
+        phase[0] = f"the final save (continue with `python train.py resume={run_dir}`)"
         metrics = finish(cfg, run_dir, trainer, hooks, status)
     return metrics.get("objective")

@@ -28,6 +28,7 @@ from grpolab.launch.slurm_env import job_info
 from grpolab.launch.workers import follow_node_zero, launch_workers, node_rank
 from grpolab.rundir import runinfo
 from grpolab.rundir.checkpoints import checkpoint_step, discard_incomplete, latest_checkpoint, truncate_metrics
+from grpolab.rundir.lock import Claim
 from grpolab.rundir.status import failure_message, owned_run
 
 log = logging.getLogger("grpolab")
@@ -58,6 +59,7 @@ def hydra_context() -> tuple[Path, list[str]]:
 def prepare_run_dir(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
     """Write the frozen config and run.json (status running) into ``run_dir``."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    runinfo.reserve_space(run_dir)
     runinfo.freeze_config(cfg, run_dir)
     runinfo.update_run(
         run_dir,
@@ -103,7 +105,8 @@ def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], record: d
     validate(cfg)
     latest = latest_checkpoint(run_dir)
     step = checkpoint_step(latest) if latest else 0
-    if cfg.trainer.max_steps > 0 and cfg.trainer.max_steps <= step:
+    done = record.get("status") == "completed"  # else cut short after its last step (e.g. in the final save)
+    if cfg.trainer.max_steps > 0 and cfg.trainer.max_steps <= step and done:
         raise UserError(
             f"{run_dir} already has a checkpoint at step {step} >= trainer.max_steps={cfg.trainer.max_steps}; "
             f"raise it (e.g. trainer.max_steps={step * 2}) to train further."
@@ -115,6 +118,7 @@ def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], record: d
     from grpolab.rundir.rollouts import truncate  # archived steps after the checkpoint are archived again
 
     truncate(run_dir, step)
+    runinfo.reserve_space(run_dir)
     runinfo.freeze_config(cfg, run_dir)
     runinfo.update_run(
         run_dir,
@@ -181,13 +185,18 @@ def start(cfg: DictConfig) -> float | None:
         validate(cfg)
         run_dir, overrides = hydra_context()
         check_output_dir(run_dir)
-        if node_rank(cfg) > 0:
+        if node_rank(cfg) > 0:  # node 0 owns the directory; this node only starts its workers
             code = follow_node_zero(run_dir)
             if code != 0:
                 sys.exit(code)
             return None
+        claim = Claim(run_dir).acquire()  # one writer per run directory, until this process ends
+    except UserError as e:
+        fail(str(e), e)
+    try:
         cfg, evaluating_run = open_run(cfg, run_dir, overrides)
     except UserError as e:
+        claim.release()
         fail(str(e), e)
     OmegaConf.set_readonly(cfg, True)
     try:
@@ -198,3 +207,5 @@ def start(cfg: DictConfig) -> float | None:
         fail(str(e), e, code=INTERRUPTED_EXIT)
     except Exception as e:
         fail(failure_message(e, run_dir), e)
+    finally:
+        claim.release()

@@ -19,7 +19,7 @@ from grpolab.errors import UserError
 from grpolab.rundir import runinfo
 
 log = logging.getLogger("grpolab")
-IGNORE = ["checkpoint-*", "checkpoint-*/**", ".hydra/**", "wandb/**", ".*.tmp*", "**/.*.tmp*"]
+IGNORE = ["checkpoint-*", "checkpoint-*/**", ".hydra/**", "wandb/**", ".*.tmp*", "**/.*.tmp*", ".lock", ".*.reserve"]
 
 
 class PublishError(UserError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import shlex
@@ -15,11 +16,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from grpolab import redaction
+from grpolab.errors import UserError
 from grpolab.files import atomic_write
 
 RUN_JSON = "run.json"
 WITHHELD_ENV = "GRPOLAB_WITHHELD"  # JSON of the secret config values config.yaml does not hold
 CONFIG_YAML = "config.yaml"
+RESERVE, RESERVE_BYTES = ".run.json.reserve", 1 << 18  # room for the final run.json on a full disk
 LIBRARIES = (
     "grpolab",
     "trl",
@@ -94,10 +97,21 @@ def withheld(cfg: DictConfig) -> dict[str, str]:
 
 def load_frozen(run_dir: Path) -> DictConfig:
     """Read a run directory's frozen config back, typed by the schema again."""
+    from grpolab.config.schema_gen import OWNED_ELSEWHERE
     from grpolab.config.schemas import TrainSchema
 
-    schema = OmegaConf.structured(TrainSchema)
-    cfg = OmegaConf.merge(schema, OmegaConf.load(run_dir / CONFIG_YAML))
+    path = Path(run_dir) / CONFIG_YAML
+    try:
+        frozen = OmegaConf.load(path)
+        for key in OWNED_ELSEWHERE:  # runs frozen before a trainer knob moved to its group (checkpointing)
+            if isinstance(frozen.get("trainer"), DictConfig):
+                frozen.trainer.pop(key, None)
+        cfg = OmegaConf.merge(OmegaConf.structured(TrainSchema), frozen)
+    except Exception as e:  # unreadable, not YAML, or not a config: one message naming the file
+        raise UserError(
+            f"{path} cannot be read back ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}): it is "
+            "damaged or from another grpolab version. Restore it, or start a new run in another directory."
+        ) from e
     hidden = json.loads(os.environ.get(WITHHELD_ENV, "{}"))  # set by the launcher for its workers only
     for key, value in hidden.items():
         OmegaConf.update(cfg, key, value, force_add=True)
@@ -107,11 +121,37 @@ def load_frozen(run_dir: Path) -> DictConfig:
 def read_run(run_dir: Path) -> dict[str, Any]:
     """run.json as a dict ({} when absent)."""
     path = Path(run_dir) / RUN_JSON
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is damaged ({e}). Restore it, or start a new run in another directory.") from e
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is damaged (a JSON {type(record).__name__}, not an object).")
+    return record
+
+
+def reserve_space(run_dir: Path) -> None:
+    """Set aside a little disk for run.json's last word: on a full disk, `update_run` frees it and writes."""
+    path = Path(run_dir) / RESERVE
+    if not path.exists():
+        path.write_bytes(b"\0" * RESERVE_BYTES)
 
 
 def update_run(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into run.json and write it atomically; returns the new record."""
+    """Merge ``fields`` into run.json and write it atomically; returns the new record.
+
+    On a full disk the space `reserve_space` set aside is given up so the status can still be written.
+    """
     record = read_run(run_dir) | redaction.obj(fields)
-    atomic_write(Path(run_dir) / RUN_JSON, json.dumps(record, indent=2, default=str) + "\n")
+    text = json.dumps(record, indent=2, default=str) + "\n"
+    try:
+        atomic_write(Path(run_dir) / RUN_JSON, text)
+    except OSError as e:
+        reserve = Path(run_dir) / RESERVE
+        if e.errno != errno.ENOSPC or not reserve.exists():
+            raise
+        reserve.unlink()
+        atomic_write(Path(run_dir) / RUN_JSON, text)
     return record

@@ -13,9 +13,10 @@ renders the card on failure and interrupt, and re-raises for the caller to turn 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,40 @@ log = logging.getLogger("grpolab")
 FINAL = ("completed", "failed", "interrupted", "planned")
 
 
+def disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or anything in its chain) says the disk is full, however a library worded it."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def full_disk_message(run_dir: Path, detail: str) -> str:
+    """One message for a full disk: the run directory, the bytes free and needed, and the way back."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    latest = latest_checkpoint(run_dir)
+    sizes = [p.stat().st_size for p in (latest or run_dir).rglob("*") if p.is_file() and latest is not None]
+    needed = sum(sizes)
+    free = shutil.disk_usage(run_dir).free if run_dir.exists() else 0
+    from grpolab.rundir.checkpoints import discard_incomplete
+
+    removed = discard_incomplete(run_dir)  # a checkpoint cut short by the full disk is no use; free its space
+    need = f"; a checkpoint of this run takes {needed:,} bytes" if needed else ""
+    kept = (
+        f"the last complete checkpoint, {latest.name}, is intact: free space, then `python train.py resume={run_dir}`"
+        if latest
+        else "no complete checkpoint was saved: free space and start again"
+    )
+    cut = f" (removed the partial {', '.join(removed)})" if removed else ""
+    return f"the disk holding {run_dir} is full: {free:,} bytes free{need}{cut}; {kept}. ({detail})"
+
+
 def failure_message(error: BaseException, run_dir: Path) -> str:
     """One line saying why a run failed; a failed checkpoint save names the checkpoint and the way back."""
     if isinstance(error, UserError):
@@ -34,6 +69,8 @@ def failure_message(error: BaseException, run_dir: Path) -> str:
     if isinstance(error, SystemExit):
         return f"SystemExit({error.code!r}) raised inside the run (a reward or other user code called sys.exit)"
     message = f"{type(error).__name__}: {error}"
+    if disk_full(error):
+        return full_disk_message(run_dir, message)
     if any(frame.name == "_save_checkpoint" for frame in traceback.extract_tb(error.__traceback__)):
         latest = latest_checkpoint(run_dir)
         kept = (
@@ -68,6 +105,7 @@ class RunStatus:
         self.run_dir = Path(run_dir)
         self.writes = writes
         self.final: str | None = None
+        self.progress: Callable[[], dict[str, Any]] | None = None  # fields to record however the run ends
 
     def finish(self, status: str, **fields: Any) -> None:
         """Record a final status (``completed``, ``planned``) with extra run.json fields."""
@@ -89,7 +127,8 @@ class RunStatus:
         """Record an unhappy ending unless a final status is already there (a rank may have said more)."""
         self.final = status
         if self.writes:
-            record_outcome(self.run_dir, status, message)
+            fields = self.progress() if self.progress is not None else {}
+            record_outcome(self.run_dir, status, message, **fields)
 
 
 def write_card(run_dir: Path, cfg: Any) -> None:

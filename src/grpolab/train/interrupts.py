@@ -1,18 +1,26 @@
-"""Ctrl-C and SIGTERM (Slurm's end of time, preemption): stop at the next step boundary and save.
+"""Ctrl-C and SIGTERM (Slurm's end of time, preemption): every phase of a run hears the first signal.
 
-The first signal asks the trainer to save a checkpoint (when `trainer.save_on_interrupt`) and stop
-after the current step; a second one stops at once. The run is then marked `interrupted`.
+While training, the first signal asks the trainer to save a checkpoint (when `trainer.save_on_interrupt`)
+and stop after the current step; a second one stops at once. When the signal lands while a reward's own
+code is running (a reward that hangs with no ``timeout_s`` would never reach the step boundary), the run
+stops at once, naming the reward. Outside training (building, preflight, the final save) the first
+signal stops the run at once. Either way the run is then marked `interrupted` by its status owner.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from transformers import TrainerCallback
+
+from grpolab.errors import Interrupted
+from grpolab.rewards.named import running
+
+REWARD_GRACE_S = 5.0  # how long a reward running when the signal came may take to return
 
 
 class StopOnSignal(TrainerCallback):
@@ -25,8 +33,21 @@ class StopOnSignal(TrainerCallback):
     def request(self, signame: str) -> None:
         """Ask for a stop (safe to call from a signal handler or another thread)."""
         if self.signal_name is not None:
-            raise KeyboardInterrupt(f"second {signame}: stopping without a checkpoint")
+            raise Interrupted(f"second {signame}: stopped without a checkpoint")
         self.signal_name = signame
+        if running() is not None and threading.current_thread() is threading.main_thread():
+            # a reward's own code is running: give it a grace period to return, then stop naming it
+            signal.signal(signal.SIGALRM, self._reward_deadline)
+            signal.setitimer(signal.ITIMER_REAL, REWARD_GRACE_S)
+
+    def _reward_deadline(self, signum: int, frame: Any) -> None:
+        reward = running()
+        if reward is not None:
+            raise Interrupted(
+                f"stopped by {self.signal_name} while reward {reward!r} was running: it had not returned "
+                f"{REWARD_GRACE_S:g} s later (give it reward.{reward}.timeout_s=<seconds> so a hung call cannot "
+                "hold the run); no checkpoint saved"
+            )
 
     def _agreed(self) -> bool:
         """Whether any rank got a signal; every rank must stop at the same step or a collective hangs."""
@@ -67,6 +88,26 @@ def handle_signals(callback: StopOnSignal) -> Iterator[StopOnSignal]:
         signal.signal(sig, handler)
     try:
         yield callback
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def raise_on_signal(phase: Callable[[], str]) -> Iterator[None]:
+    """Outside training: turn the first SIGINT or SIGTERM into `Interrupted`, naming the phase it stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(f"stopped by {signal.Signals(signum).name} during {phase()}")
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
