@@ -88,16 +88,20 @@ class RewardSchema:
 
 @dataclass
 class EvalSchema:
-    """Greedy accuracy and pass@k on the eval prompts (grpolab.eval.evaluate), with the training rewards."""
+    """Greedy accuracy, mean@k, maj@k and pass@k on the eval prompts (grpolab.eval.evaluate), with intervals."""
 
-    k: int = 4  # samples per prompt for pass@k
+    k: int = 4  # samples per prompt for mean@k, maj@k and pass@k
     temperature: float | None = None  # None: trainer.temperature
     max_new_tokens: int | None = None  # None: trainer.max_completion_length
     batch_size: int = 64  # prompts per generate call
     correct: list[str] | None = None  # rewards that must reach `threshold`; None: [accuracy] if set, else all
     threshold: float = 1.0
+    at_start: bool = True  # evaluate before the first step: the baseline the card compares with
     at_end: bool = True  # evaluate once after training (when there are eval prompts)
     samples: int = 4  # greedy completions kept in eval.json (and the card)
+    bootstrap_resamples: int = 1000  # bootstrap 95% intervals over prompts; 0: none
+    bootstrap_seed: int = 0  # the same prompts' verdicts give the same intervals
+    source_column: str | None = "source"  # a breakdown per value of this column, when the eval prompts have it
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Evaluation on held-out prompts: greedy accuracy and pass@k, scored by the training rewards.
+"""Evaluation on held-out prompts: greedy accuracy, mean@k, maj@k and pass@k with intervals, by the training rewards.
 
     python train.py data.eval_size=64 trainer.eval_strategy=steps trainer.eval_steps=50
     python train.py eval_only=true resume=outputs/runs/<date>/<time>        # see grpolab.eval.eval_only
@@ -7,10 +7,16 @@ Each eval prompt gets one greedy completion and ``eval.k`` sampled ones (``eval.
 default ``trainer.temperature``), generated in batches with the tokenizer's chat template like
 TRL's, and every configured reward scores them the way TRL calls it in training. A completion is
 *correct* when each reward of ``eval.correct`` (default: ``accuracy`` when configured, else every
-reward) scores at least ``eval.threshold``. Logged as ``eval_accuracy`` (greedy), ``eval_pass@1``
-(the fraction of correct samples), ``eval_pass@k`` (a correct sample among the k),
+reward) scores at least ``eval.threshold``. Logged as ``eval_accuracy`` (greedy), ``eval_mean@k``
+(the fraction of correct samples; also ``eval_pass@1``), ``eval_maj@k`` (the most frequent answer,
+as the accuracy reward extracts it, is correct), ``eval_pass@k`` (a correct sample among the k),
 ``eval_greedy_reward`` (weighted total) and ``eval_greedy/<name>``, next to TRL's own eval loop
-(``eval_reward``, ``eval_rewards/<name>/mean``); eval.json holds the latest evaluation.
+(``eval_reward``, ``eval_rewards/<name>/mean``).
+
+eval.json holds the latest evaluation with a seeded bootstrap 95% interval over prompts for each
+of those (:mod:`grpolab.eval.stats`), a breakdown per value of the ``eval.source_column`` column
+when the eval prompts have one, and ``baseline``: the evaluation at step 0, before any training
+(``eval.at_start``), so the card can show before -> after.
 """
 
 from __future__ import annotations
@@ -25,21 +31,21 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from grpolab.rundir.results import EVAL_JSON
+from grpolab import trl_seams
+from grpolab.eval import stats
+from grpolab.rewards.accuracy import predicted_text
+from grpolab.rundir.results import EVAL_JSON, read_eval
 
 log = logging.getLogger("grpolab")
 _TRL_KEPT = ("eval_reward", "eval_reward_std", "eval_rewards/", "eval_completions/mean_length", "eval_kl")
 
 
 def correct_rewards(eval_cfg: Any, names: Sequence[str]) -> list[str]:
-    """The rewards that decide correctness: ``eval.correct``, else ``[accuracy]`` when configured, else all."""
-    chosen = list(eval_cfg.correct) if eval_cfg.correct else (["accuracy"] if "accuracy" in names else list(names))
-    unknown = [n for n in chosen if n not in names]
-    if unknown:
-        from grpolab.errors import UserError
+    """The rewards that decide correctness: ``eval.correct``, else ``[accuracy]`` when configured, else all.
 
-        raise UserError(f"eval.correct names {unknown}, which are not among the rewards {list(names)}.")
-    return chosen
+    ``eval.correct`` names configured rewards only: `grpolab.config.checks_nodes.check_eval` checked it.
+    """
+    return list(eval_cfg.correct) if eval_cfg.correct else (["accuracy"] if "accuracy" in names else list(names))
 
 
 def generate(
@@ -122,9 +128,28 @@ def score(
     return scores
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else None
+_mean = stats.mean
+
+
+def source_values(eval_cfg: Any, dataset: Any) -> list[str] | None:
+    """Each prompt's source (``eval.source_column``) for the breakdown; None when there is no such column.
+
+    Raises:
+        UserError: a column named on purpose (not the default ``source``) is not in the eval prompts.
+    """
+    column = eval_cfg.source_column
+    if not column:
+        return None
+    if column not in dataset.column_names:
+        if column == "source":  # the default: a breakdown only when the data has it
+            return None
+        from grpolab.errors import UserError
+
+        raise UserError(
+            f"eval.source_column={column}: the eval prompts have no such column (they have "
+            f"{', '.join(dataset.column_names)}). Name one of those, or eval.source_column=null for no breakdown."
+        )
+    return [str(v) for v in dataset[column]]
 
 
 def evaluate(
@@ -154,8 +179,10 @@ def evaluate(
     ev, tr = cfg.eval, cfg.trainer
     names = [f.__name__ for f in reward_funcs]
     correct = correct_rewards(ev, names)
+    sources = source_values(ev, dataset)
     if len(dataset) == 0:  # a process with no share of the prompts
-        return {"prompts": 0, "k": ev.k, "correct": {"rewards": correct, "threshold": ev.threshold}, "metrics": {}}
+        head = {"prompts": 0, "k": ev.k, "correct": {"rewards": correct, "threshold": ev.threshold}}
+        return {**head, "metrics": {}, "per_prompt": {}, "sources": sources}
     prompts = list(dataset["prompt"])
     columns = {c: list(dataset[c]) for c in dataset.column_names if c != "prompt"}
     common = {
@@ -183,17 +210,30 @@ def evaluate(
         parts = [w * scores[n][i] for w, n in zip(weights, names) if not math.isnan(scores[n][i])]
         return sum(parts) if parts else math.nan
 
+    k = ev.k
     hits = [ok(s_scores, i) for i in range(len(s_prompts))]
+    answers = [predicted_text(t) for t in tokenizer.batch_decode(samples, skip_special_tokens=True)]
+    per_prompt = {  # one value per prompt: what the intervals resample
+        "accuracy": [float(ok(g_scores, i)) for i in range(len(prompts))],
+        f"mean@{k}": [sum(hits[i * k : (i + 1) * k]) / k for i in range(len(prompts))],
+        f"maj@{k}": [
+            float(stats.majority_vote(answers[i * k : (i + 1) * k], hits[i * k : (i + 1) * k]))
+            for i in range(len(prompts))
+        ],
+        f"pass@{k}": [stats.pass_at_k(k, sum(hits[i * k : (i + 1) * k]), k) for i in range(len(prompts))],
+        "greedy_reward": [total(g_scores, i) for i in range(len(prompts))],
+    }
     metrics: dict[str, float | None] = {
-        "accuracy": sum(ok(g_scores, i) for i in range(len(prompts))) / len(prompts),
+        **{key: _mean(values) for key, values in per_prompt.items()},
         "pass@1": sum(hits) / len(hits),
-        f"pass@{ev.k}": sum(any(hits[i * ev.k : (i + 1) * ev.k]) for i in range(len(prompts))) / len(prompts),
-        "greedy_reward": _mean([total(g_scores, i) for i in range(len(prompts))]),
         **{f"greedy/{n}": _mean(g_scores[n]) for n in names},
         "greedy_length": sum(map(len, greedy)) / len(greedy),
     }
     if sampled_means:
-        metrics["reward"] = _mean([total(s_scores, i) for i in range(len(s_prompts))])
+        sampled = [total(s_scores, i) for i in range(len(s_prompts))]
+        means = [_mean(sampled[i * k : (i + 1) * k]) for i in range(len(prompts))]
+        per_prompt["reward"] = [math.nan if m is None else m for m in means]
+        metrics["reward"] = _mean(sampled)
         metrics |= {f"rewards/{n}/mean": _mean(s_scores[n]) for n in names}
         metrics["completions/mean_length"] = sum(map(len, samples)) / len(samples)
     texts = tokenizer.batch_decode(greedy[: ev.samples], skip_special_tokens=True)
@@ -202,6 +242,8 @@ def evaluate(
         "k": ev.k,
         "correct": {"rewards": correct, "threshold": ev.threshold},
         "metrics": metrics,
+        "per_prompt": per_prompt,
+        "sources": sources,
         "samples": [
             {"prompt": prompts[i], "completion": texts[i], "rewards": finite({n: g_scores[n][i] for n in names})}
             for i in range(len(texts))
@@ -209,12 +251,61 @@ def evaluate(
     }
 
 
-def write_eval(run_dir: Path, result: Mapping[str, Any]) -> Path:
-    """Write eval.json atomically."""
+def with_intervals(result: Mapping[str, Any], eval_cfg: Any) -> dict[str, Any]:
+    """The evaluation with its per-prompt values turned into intervals and a breakdown per source.
+
+    Each per-prompt metric (accuracy, mean@k, maj@k, pass@k, greedy_reward, reward) gets its mean over
+    the prompts and a bootstrap interval (``eval.bootstrap_resamples`` resamples of the prompts, seeded by
+    ``eval.bootstrap_seed``); ``by_source`` holds the same for each value of the source column.
+    """
+    per_prompt = result.get("per_prompt") or {}
+    sources = result.get("sources")
+    options = {"resamples": eval_cfg.bootstrap_resamples, "seed": eval_cfg.bootstrap_seed, "level": stats.LEVEL}
+
+    def summary(values: Mapping[str, list[float]]) -> tuple[dict[str, float | None], dict[str, Any]]:
+        intervals = {key: stats.bootstrap_interval(v, **options) for key, v in values.items()}
+        return {key: _mean(v) for key, v in values.items()}, {k: v and list(v) for k, v in intervals.items()}
+
+    metrics, intervals = summary(per_prompt)
+    out = {k: v for k, v in result.items() if k not in ("per_prompt", "sources")}
+    out |= {"metrics": {**result.get("metrics", {}), **metrics}, "intervals": intervals}
+    out["bootstrap"] = {"unit": "prompt", **options}
+    if sources and per_prompt:
+        out["by_source"] = {}
+        for name in sorted(set(sources)):
+            picked = {key: [x for x, src in zip(v, sources) if src == name] for key, v in per_prompt.items()}
+            means, ci = summary(picked)
+            out["by_source"][name] = {"prompts": sources.count(name), "metrics": finite(means), "intervals": ci}
+    return out
+
+
+def baseline_of(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an evaluation kept as eval.json's ``baseline`` (the step-0 evaluation)."""
+    return {k: result[k] for k in ("step", "prompts", "k", "metrics", "intervals", "by_source") if k in result}
+
+
+def baseline_kept(run_dir: Path, result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run's step-0 evaluation when it was made on the same prompts with the same k as ``result``."""
+    baseline = read_eval(run_dir).get("baseline") or {}
+    same = all(baseline.get(key) == result.get(key) for key in ("prompts", "k"))
+    return baseline if baseline and same else None
+
+
+def write_eval(run_dir: Path, result: Mapping[str, Any], baseline: Mapping[str, Any] | None = None) -> Path:
+    """Write eval.json atomically; ``baseline`` (the step-0 evaluation) is kept next to the latest one.
+
+    Args:
+        run_dir: The run directory.
+        result: The latest evaluation.
+        baseline: The evaluation before training; None: this one when it is at step 0, else none.
+    """
     from grpolab.rundir import runinfo
 
+    if baseline is None and result.get("step") == 0:
+        baseline = baseline_of(result)
     path = Path(run_dir) / EVAL_JSON
-    runinfo.atomic_write(path, json.dumps(result, indent=2, default=str, allow_nan=False) + "\n")
+    text = json.dumps({**result, "baseline": baseline}, indent=2, default=str, allow_nan=False)
+    runinfo.atomic_write(path, text + "\n")
     return path
 
 
@@ -224,7 +315,7 @@ def finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class EvalCallback(TrainerCallback):
-    """After each TRL evaluation: greedy accuracy and pass@k, logged (``eval_*``) and written to eval.json.
+    """Before training (step 0) and after each TRL evaluation: the metrics, logged (``eval_*``) and in eval.json.
 
     Args:
         cfg: The run config.
@@ -238,9 +329,14 @@ class EvalCallback(TrainerCallback):
         self.trainer: Any = None
         self.last_step: int | None = None
 
-    def attach(self, trainer: Any) -> None:
+    def attach(self, trainer: Any, reward_funcs: Any = None) -> None:
         """Remember the trainer (its model, tokenizer and weights)."""
         self.trainer = trainer
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """Evaluate the model as it starts (``eval.at_start``): the baseline; a resumed run already has one."""
+        if self.cfg.eval.at_start and state.global_step == 0 and self.trainer is not None:
+            self.trainer.evaluate()
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any
@@ -252,19 +348,20 @@ class EvalCallback(TrainerCallback):
         t = self.trainer
         acc = t.accelerator
         shard = self.dataset.shard(num_shards=acc.num_processes, index=acc.process_index, contiguous=True)
-        weights = [float(w) for w in t.reward_weights]
+        weights = trl_seams.reward_weights(t)
         with unwrap_model_for_generation(t.model_wrapped, acc) as model:
             result = evaluate(
                 model, t.processing_class, shard, self.reward_funcs, weights=weights, cfg=self.cfg, state=state
             )
         parts = gather_object([result])
-        result = merge(parts)
+        result = with_intervals(merge(parts), self.cfg.eval)
         self.last_step = state.global_step
         t.log({f"eval_{k}": v for k, v in result["metrics"].items() if v is not None})
         if t.is_world_process_zero():
             kept = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items() if k.startswith(_TRL_KEPT)}
             result["metrics"] = finite(kept | result["metrics"])
-            write_eval(self.run_dir, {"step": state.global_step, **result})
+            previous = read_eval(self.run_dir).get("baseline") if state.global_step else None
+            write_eval(self.run_dir, {"step": state.global_step, **result}, baseline=previous)
 
     def at_end(self, trainer: Any) -> None:
         """Evaluate once after training, unless the last step was just evaluated."""
@@ -273,7 +370,9 @@ class EvalCallback(TrainerCallback):
 
 
 def merge(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Combine the evaluations of several shards, weighting each metric by its shard's prompts."""
+    """Combine the evaluations of several shards (in shard order), weighting each metric by its shard's prompts."""
+    if not any(p.get("prompts") for p in parts):
+        return dict(parts[0])
     parts = [p for p in parts if p.get("prompts")]
     total = sum(p["prompts"] for p in parts)
     keys = dict.fromkeys(k for p in parts for k in p["metrics"])
@@ -282,4 +381,7 @@ def merge(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         pairs = [(p["metrics"][k], p["prompts"]) for p in parts if p["metrics"].get(k) is not None]
         metrics[k] = sum(v * n for v, n in pairs) / sum(n for _, n in pairs) if pairs else None
     samples = [s for p in parts for s in p.get("samples", [])]
-    return {**parts[0], "prompts": total, "metrics": metrics, "samples": samples}
+    per_prompt = {key: [v for p in parts for v in p["per_prompt"][key]] for key in parts[0].get("per_prompt", {})}
+    sources = [s for p in parts for s in p["sources"]] if parts[0].get("sources") is not None else None
+    out = {**parts[0], "prompts": total, "metrics": metrics, "samples": samples}
+    return out | {"per_prompt": per_prompt, "sources": sources}

@@ -50,6 +50,15 @@ def num(value: Any) -> str:
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
 
+def ci(interval: Any) -> str:
+    """Format a 95% interval after its value: `` [0.25, 0.75]``, nothing when there is none.
+
+    >>> ci([0.25, 0.75]), ci(None)
+    (' [0.25, 0.75]', '')
+    """
+    return f" [{num(interval[0])}, {num(interval[1])}]" if interval else ""
+
+
 def printable(text: str) -> str:
     r"""Show control characters (other than newline and tab) as escapes: ``"a\x00b"`` becomes ``a\x00b``."""
     return re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
@@ -324,7 +333,7 @@ def render(summary: dict[str, Any], cfg: DictConfig) -> str:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(num=num, cell=cell, fenced=fenced)
+    env.filters.update(num=num, cell=cell, fenced=fenced, ci=ci)
     text = env.get_template("model_card.md.j2").render(card_data=card_data(summary, cfg).to_yaml(), **summary)
     return str(ModelCard(re.sub(r"\n{3,}", "\n\n", text)))
 

@@ -1,4 +1,4 @@
-"""Evaluation: held-out prompts, greedy accuracy and pass@k with the training rewards, eval.json, eval_only, ranking."""
+"""Evaluation: held-out prompts, accuracy, mean@k, maj@k and pass@k with the training rewards, eval.json, eval_only."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from grpolab.config.schemas import DataSchema, TrainSchema
 from grpolab.errors import UserError
-from grpolab.eval.evaluate import evaluate
+from grpolab.eval.evaluate import evaluate, with_intervals
 from grpolab.rundir import runinfo
 from grpolab.rundir.results import metric_key, run_objective
 from grpolab.sweeps.report import collect
@@ -67,7 +67,7 @@ def test_eval_settings_are_checked_before_training(overrides: list[str], message
 
 @pytest.fixture(scope="module")
 def eval_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 steps with 4 held-out prompts: evaluated at step 2 (eval_steps) and at the end (step 3)."""
+    """3 steps with 4 held-out prompts: evaluated before training, at step 2 (eval_steps) and at the end (step 3)."""
     run_dir = tmp_path_factory.mktemp("eval") / "run"
     assert_ok(
         run_train("debug=smoke", "trainer.max_steps=3", "trainer.save_steps=3", *EVAL, f"hydra.run.dir={run_dir}")
@@ -75,14 +75,15 @@ def eval_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
-def test_eval_metrics_are_logged_during_training_and_at_the_end(eval_run: Path) -> None:
+def test_eval_metrics_are_logged_before_during_and_after_training(eval_run: Path) -> None:
     rows = [json.loads(line) for line in (eval_run / "metrics.jsonl").read_text().splitlines()]
     trl_eval = [r["step"] for r in rows if "eval_reward" in r]
     ours = [r for r in rows if "eval_accuracy" in r]
-    assert trl_eval == [2, 3] and [r["step"] for r in ours] == [2, 3]
+    assert trl_eval == [0, 2, 3] and [r["step"] for r in ours] == [0, 2, 3]
     for row in ours:
-        assert {"eval_pass@1", "eval_pass@4", "eval_greedy_reward", "eval_greedy/format"} <= set(row)
+        assert {"eval_pass@1", "eval_pass@4", "eval_mean@4", "eval_maj@4", "eval_greedy_reward"} <= set(row)
         assert 0.0 <= row["eval_accuracy"] <= 1.0 and row["eval_pass@1"] <= row["eval_pass@4"]
+        assert row["eval_mean@4"] == row["eval_pass@1"] and row["eval_maj@4"] <= row["eval_pass@4"]
     assert not any("loss" in r for r in rows if "eval_accuracy" in r)
 
 
@@ -93,12 +94,20 @@ def test_eval_json_holds_the_final_evaluation(eval_run: Path) -> None:
     metrics = result["metrics"]
     assert {"accuracy", "pass@1", "pass@4", "reward", "rewards/format/mean", "greedy/tag_count"} <= set(metrics)
     assert len(result["samples"]) == 4 and {"prompt", "completion", "rewards"} <= set(result["samples"][0])
+    assert set(result["intervals"]) == {"accuracy", "mean@4", "maj@4", "pass@4", "greedy_reward"}
+    for key, (low, high) in result["intervals"].items():
+        assert low <= metrics[key] <= high, key
+    baseline = result["baseline"]
+    assert baseline["step"] == 0 and baseline["prompts"] == 4 and "maj@4" in baseline["metrics"]
+    assert set(baseline["intervals"]) == set(result["intervals"]) and "by_source" not in result  # no source column
 
 
 def test_card_shows_the_evaluation(eval_run: Path) -> None:
     card = (eval_run / "README.md").read_text()
     assert "### Evaluation" in card and "On 4 eval prompts at step 3 (`eval.json`)" in card
-    assert "| pass@4 |" in card and "| step | accuracy | pass@1 | pass@4 | reward | greedy_reward |" in card
+    assert "| pass@4 |" in card and "| step | accuracy | mean@4 | maj@4 | pass@4 | reward | greedy_reward |" in card
+    assert "Before → after training (step 0 → step 3, the same 4 prompts)" in card
+    assert "| metric | before (step 0) | after (step 3) | change |" in card and "| maj@4 | " in card
     assert "(and eval reward and accuracy)" in card and (eval_run / "reward.png").is_file()
 
 
@@ -111,6 +120,8 @@ def test_eval_only_on_a_finished_run(eval_run: Path, tmp_path: Path) -> None:
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["step"] == 3 and result["k"] == 2 and Path(result["model"]) == run_dir.resolve()
     assert {"accuracy", "pass@2", "reward", "rewards/tag_count/mean"} <= set(result["metrics"])
+    assert result["baseline"] is None, "the step-0 evaluation had k=4: not comparable"
+    assert set(result["intervals"]) == {"accuracy", "mean@2", "maj@2", "pass@2", "greedy_reward", "reward"}
     after = runinfo.read_run(run_dir)
     assert after["status"] == "completed" and after.get("resumes") == before.get("resumes")
     assert after["global_step"] == 3 and "On 4 eval prompts at step 3" in (run_dir / "README.md").read_text()
@@ -161,7 +172,8 @@ def test_eval_metric_names(tmp_path: Path) -> None:
 
 def test_eval_node_defaults() -> None:
     ev = TrainSchema().eval
-    assert (ev.k, ev.threshold, ev.at_end, ev.correct) == (4, 1.0, True, None)
+    assert (ev.k, ev.threshold, ev.at_start, ev.at_end, ev.correct) == (4, 1.0, True, True, None)
+    assert (ev.bootstrap_resamples, ev.bootstrap_seed, ev.source_column) == (1000, 0, "source")
 
 
 def test_accuracy_and_pass_at_k_follow_the_rewards() -> None:
@@ -178,14 +190,25 @@ def test_accuracy_and_pass_at_k_follow_the_rewards() -> None:
     source = resolve_model_source(cfg.model, cfg.seed)
     model, tokenizer = load_model(source, cfg.model, cfg.hardware), load_tokenizer(source, cfg.model)
     _, prompts = build_datasets(cfg.data, cfg.seed)
+    prompts = prompts.add_column("source", ["easy", "hard", "easy"])
     right = wrap_reward("format", lambda completions, **kw: [1.0] * len(completions))
     unscored = wrap_reward("tag_count", lambda completions, **kw: [None] * len(completions))
     result = evaluate(model, tokenizer, prompts, [right, unscored], weights=[0.5, 1.0], cfg=cfg)
     metrics = result["metrics"]
     assert (metrics["accuracy"], metrics["pass@1"], metrics["pass@2"]) == (0.0, 0.0, 0.0)  # None is never correct
+    assert (metrics["mean@2"], metrics["maj@2"]) == (0.0, 0.0)
     assert metrics["greedy/format"] == 1.0 and metrics["greedy/tag_count"] is None and metrics["greedy_reward"] == 0.5
+    assert result["sources"] == ["easy", "hard", "easy"] and len(result["per_prompt"]["maj@2"]) == 3
     assert result["samples"][0]["rewards"] == {"format": 1.0, "tag_count": None}
     json.dumps(result, allow_nan=False)  # eval.json is strict JSON
     cfg.eval.correct = ["format"]
-    metrics = evaluate(model, tokenizer, prompts, [right, unscored], weights=[0.5, 1.0], cfg=cfg)["metrics"]
-    assert (metrics["accuracy"], metrics["pass@1"], metrics["pass@2"]) == (1.0, 1.0, 1.0)
+    result = with_intervals(
+        evaluate(model, tokenizer, prompts, [right, unscored], weights=[0.5, 1.0], cfg=cfg), cfg.eval
+    )
+    metrics = result["metrics"]
+    assert (metrics["accuracy"], metrics["pass@1"], metrics["pass@2"], metrics["mean@2"]) == (1.0, 1.0, 1.0, 1.0)
+    assert metrics["maj@2"] == 1.0 and result["intervals"]["maj@2"] == [1.0, 1.0]
+    assert {s: part["prompts"] for s, part in result["by_source"].items()} == {"easy": 2, "hard": 1}
+    cfg.eval.source_column = "origin"
+    with pytest.raises(UserError, match=r"eval.source_column=origin: the eval prompts have no such column"):
+        evaluate(model, tokenizer, prompts, [right, unscored], weights=[0.5, 1.0], cfg=cfg)
