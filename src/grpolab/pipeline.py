@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from grpolab.config.schemas import HardwareSchema, LoggerSchema
 from grpolab.config.trainer_schema import TrainerSchema
 from grpolab.errors import Interrupted
+from grpolab.rundir import runinfo
 from grpolab.rundir.checkpoints import latest_checkpoint
 from grpolab.rundir.status import RunStatus, owned_run
 
@@ -139,7 +140,7 @@ class Parts:
     source: str
 
 
-def build(cfg: DictConfig, run_dir: Path) -> Parts:
+def build(cfg: DictConfig, run_dir: Path, main: bool = True) -> Parts:
     """Phase 1: tokenizer, datasets (prompt lengths checked against the model) and rewards; no weights yet."""
     from grpolab.rewards import build as build_rewards
     from grpolab.train.data import build_datasets, check_prompt_lengths
@@ -150,6 +151,11 @@ def build(cfg: DictConfig, run_dir: Path) -> Parts:
     tokenizer = load_tokenizer(source, cfg.model)
     dataset, eval_dataset = build_datasets(cfg.data, cfg.seed)
     check_prompt_lengths(dataset, tokenizer, context_length(source, cfg.model), cfg)
+    if main:  # the card's quick start asks the model a real training prompt
+        prompt = dataset[0]["prompt"]
+        runinfo.update_run(
+            run_dir, example_prompt=[{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        )
     reward_funcs, weights = build_rewards(cfg.reward)
     return Parts(tokenizer, dataset, eval_dataset, reward_funcs, weights, source)
 
@@ -289,7 +295,7 @@ def run(cfg: DictConfig, run_dir: Path, main: bool = True, evaluating_run: bool 
             status.completed(eval_only=True, metrics=metrics)
             return metrics["objective"]
         phase[0] = "the build (tokenizer, data, rewards)"
-        parts = build(cfg, run_dir)
+        parts = build(cfg, run_dir, main)
         if cfg.preflight != "skip":
             phase[0] = "preflight"
             report = preflight(cfg, run_dir, parts)

@@ -212,14 +212,11 @@ def _quick_start(cfg: DictConfig, record: dict[str, Any], run_dir: Path) -> dict
     items = (record.get("samples") or {}).get("items")
     if items:  # a real training prompt, system turn included
         messages = items[0]["prompt"]
+    elif record.get("example_prompt"):  # the first training prompt, recorded when the data was built
+        messages = record["example_prompt"]
     else:
-        question = GENERIC_QUESTION
-        if cfg.data.source == "arithmetic":
-            from grpolab.train.data import arithmetic_rows
-
-            question = arithmetic_rows(1, cfg.data.max_operand, list(cfg.data.operations), cfg.seed)[0]["prompt"]
         system = [{"role": "system", "content": cfg.data.system_prompt}] if cfg.data.system_prompt else []
-        messages = [*system, {"role": "user", "content": question}]
+        messages = [*system, {"role": "user", "content": GENERIC_QUESTION}]
     return {
         "model": json.dumps(model) if model else None,
         "checkpoint": checkpoint,
@@ -235,6 +232,20 @@ def _samples(record: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
         prompt = next((m["content"] for m in reversed(s["prompt"]) if m.get("role") == "user"), str(s["prompt"]))
         items.append({**s, "prompt": prompt})
     return items, samples.get("step")
+
+
+def _gguf_source(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The GGUF file the weights were dequantized from (config.json `dequantized_from`), for `model.gguf=` runs."""
+    gguf = cfg.model.get("gguf")
+    if not gguf:
+        return None
+    checkpoints = sorted(run_dir.glob("checkpoint-*/config.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+    for config in [run_dir / "config.json", *reversed(checkpoints)]:
+        try:
+            return json.loads(config.read_text())["dequantized_from"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return {"file": Path(gguf).name if gguf != "packaged" else f"{cfg.model.packaged_gguf} (packaged)"}
 
 
 def _why_hardware(record: dict[str, Any]) -> list[str]:
@@ -260,6 +271,7 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
         "name": record.get("name") or cfg.name or run_dir.name,
         "status": record.get("status", "running"),
         "error": record.get("error"),
+        "preflight": (record.get("preflight") or {}).get("sampled"),  # the model's completions before training
         "step": step,
         "max_steps": cfg.trainer.max_steps,
         "objective": (record.get("metrics") or {}).get("objective"),
@@ -268,6 +280,7 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
             "path": cfg.model.path,
             "tiny": cfg.model.tiny is not None,
             "trust_remote_code": bool(cfg.model.trust_remote_code),
+            "gguf": _gguf_source(cfg, run_dir),
         },
         "data": {**OmegaConf.to_container(cfg.data, resolve=True), "hub": _hub_dataset(cfg)},
         "seed": cfg.seed,
