@@ -8,14 +8,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from inprocess import run_in_process, wants_subprocess
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_train(
-    *overrides: str, env: dict[str, str] | None = None, timeout: float = 600, multirun: bool = False, cwd: Path = REPO
+    *overrides: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    multirun: bool = False,
+    cwd: Path = REPO,
+    subprocess_only: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python train.py [-m] overrides...` from the repository root; returns the finished process."""
+    """Run `python train.py [-m] overrides...` from the repository root; returns the finished process.
+
+    In this process through Hydra's entry (`tests/inprocess.py`) unless the run is about processes
+    (sweeps, torchrun, another cwd) or ``subprocess_only``; ``timeout`` applies to real processes.
+    """
+    if not subprocess_only and not wants_subprocess(overrides, multirun, cwd):
+        return run_in_process(overrides, {"PYTHONUNBUFFERED": "1", **(env or {})})
     cmd = [sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *overrides]
     full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     full_env.update(PYTHONUNBUFFERED="1", **(env or {}))
