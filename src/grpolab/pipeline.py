@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from grpolab.config.schemas import HardwareSchema, LoggerSchema
-from grpolab.config.trainer_schema import TrainerSchema
 from grpolab.errors import Interrupted
 from grpolab.rundir import runinfo
 from grpolab.rundir.checkpoints import latest_checkpoint
 from grpolab.rundir.status import RunStatus, owned_run
+from grpolab.train.args import grpo_config, setup_process
 
 log = logging.getLogger("grpolab")
-_TRAINER_DEFAULTS = dataclasses.asdict(TrainerSchema())  # TRL's defaults, factory fields included
-OWN_TRAINER_KEYS = ("save_on_interrupt", "dynamic_sampling")  # grpolab's, not GRPOConfig's
 MODES = ("plan", "eval", "preflight", "train")
 
 
@@ -44,88 +40,6 @@ def mode_of(cfg: DictConfig) -> str:
     if cfg.eval_only:
         return "eval"
     return "preflight" if cfg.preflight == "only" else "train"
-
-
-def trainer_overrides(trainer_cfg: DictConfig) -> dict[str, Any]:
-    """The trainer fields whose value differs from TRL's default (what the YAML and CLI actually set)."""
-    values = OmegaConf.to_container(trainer_cfg, resolve=True)
-    assert isinstance(values, dict)
-    return {
-        k: v
-        for k, v in values.items()
-        if k not in OWN_TRAINER_KEYS and k in _TRAINER_DEFAULTS and _TRAINER_DEFAULTS[k] != v  # GRPOConfig's only
-    }
-
-
-def deepspeed_config(hw: HardwareSchema | DictConfig) -> dict[str, Any] | None:
-    """The DeepSpeed config for the hardware option (None without ZeRO); `auto` values are filled by TRL."""
-    if hw.zero_stage is None:
-        return None
-    zero: dict[str, Any] = {"stage": hw.zero_stage, "overlap_comm": False, "contiguous_gradients": True}
-    if hw.zero_stage == 3:
-        zero |= {
-            "stage3_gather_16bit_weights_on_model_save": True,
-            "stage3_prefetch_bucket_size": "auto",
-            "stage3_param_persistence_threshold": "auto",
-            "reduce_bucket_size": "auto",
-        }
-    if hw.offload:
-        zero |= {
-            "offload_optimizer": {"device": "cpu", "pin_memory": True},
-            "offload_param": {"device": "cpu", "pin_memory": True},
-        }
-    return {
-        "zero_optimization": zero,
-        "bf16": {"enabled": hw.precision == "bf16"},
-        "fp16": {"enabled": hw.precision == "fp16"},
-        "gradient_accumulation_steps": "auto",
-        "gradient_clipping": "auto",
-        "train_batch_size": "auto",
-        "train_micro_batch_size_per_gpu": "auto",
-    }
-
-
-def report_to(logger: LoggerSchema | DictConfig) -> str | list[str]:
-    """TRL's ``report_to`` for the logger option."""
-    return "none" if logger.name == "none" else [str(logger.name)]
-
-
-def grpo_config(cfg: DictConfig, run_dir: Path, reward_weights: list[float]) -> Any:
-    """Build `trl.GRPOConfig` from the trainer node plus the facts other groups own."""
-    from trl import GRPOConfig
-
-    hw = cfg.hardware
-    return GRPOConfig(
-        **trainer_overrides(cfg.trainer),
-        output_dir=str(run_dir),
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        run_name=cfg.name,
-        reward_weights=reward_weights,
-        report_to=report_to(cfg.logger),
-        use_cpu=hw.accelerator == "cpu",
-        bf16=hw.precision == "bf16",
-        fp16=hw.precision == "fp16",
-        deepspeed=deepspeed_config(hw),
-        activation_checkpointing=bool(cfg.model.gradient_checkpointing),
-    )
-
-
-def setup_process(cfg: DictConfig, run_dir: Path) -> None:
-    """Per-process settings before torch does any work: threads and the tracker's environment."""
-    import torch
-
-    if cfg.hardware.torch_threads:
-        torch.set_num_threads(cfg.hardware.torch_threads)
-    from grpolab.train.console import quiet_third_party
-
-    quiet_third_party(cfg.verbose)
-    if cfg.logger.name == "wandb":
-        from grpolab.train.trackers import configure_wandb
-
-        configure_wandb(cfg.logger, run_dir)
-    if cfg.logger.name == "tensorboard":
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
 
 
 @dataclasses.dataclass

@@ -34,7 +34,7 @@ def default_cfg() -> DictConfig:
 
 
 def test_plain_script_builds_the_default_model_data_and_config(tmp_path: Path) -> None:
-    from grpolab.pipeline import grpo_config
+    from grpolab.train.args import grpo_config
 
     plain = bench_module("plain_trl")
     cfg = default_cfg()

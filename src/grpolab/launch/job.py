@@ -100,6 +100,12 @@ def resolve_new_run(cfg: DictConfig) -> None:
 
 def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], record: dict[str, Any]) -> DictConfig:
     """Reuse ``run_dir``'s frozen config (plus safe overrides) and mark run.json as running again."""
+    if record.get("status") == "running":  # this process holds the lock now: the one that wrote it is gone
+        log.warning(
+            "%s said `running` with no live process holding it: the previous run died without recording its end "
+            "(SIGKILL, out of memory, a lost node); continuing from its last complete checkpoint",
+            run_dir,
+        )
     frozen = runinfo.load_frozen(run_dir)
     cfg = resume.continued_config(frozen, cfg, overrides, record.get("overrides", []))
     validate(cfg)
