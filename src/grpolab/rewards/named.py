@@ -18,6 +18,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from grpolab import redaction
+from grpolab.errors import UserError
+
 ON_ERROR = ("raise", "none")
 
 
@@ -121,6 +124,11 @@ class NamedReward:
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"reward.{name}.on_error must be 'raise' or 'none', got {on_error!r}")
+        if redaction.text(name) != name:  # TRL writes it into trainer_state.json, event files, wandb's history
+            raise UserError(
+                f"reward.{redaction.text(name)}: the reward's name looks like a token (grpolab.redaction hides it); "
+                "reward names become metric names in files and trackers. Rename the reward."
+            )
         self.__name__ = name
         self.fn = fn
         self.on_error = on_error
