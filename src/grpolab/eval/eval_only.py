@@ -31,23 +31,17 @@ def eval_config(frozen: Any, new: Any, overrides: Sequence[str], previous: Seque
     Raises:
         UserError: an override would change something other than the evaluation (it would not be this run).
     """
-    from omegaconf import OmegaConf
-
+    from grpolab.config.overrides import new_overrides, outside, reapply
     from grpolab.errors import UserError
 
-    def key(o: str) -> str:
-        return o.split("=", 1)[0].lstrip("+~")
-
-    own = [o for o in overrides if not key(o).startswith("hydra.") and key(o) != "resume" and o not in previous]
-    refused = [o for o in own if not any(key(o) == k or key(o).startswith(f"{k}.") for k in EVAL_ONLY_KEYS)]
+    own = new_overrides(overrides, previous)
+    refused = outside(own, EVAL_ONLY_KEYS)
     if refused:
         raise UserError(
             f"eval_only=true resume=<run_dir> evaluates the run as it was trained; {', '.join(refused)} would change "
             f"it. Allowed: {', '.join(EVAL_ONLY_KEYS)}. To evaluate with other settings use model.path=<run_dir>."
         )
-    cfg = OmegaConf.create(OmegaConf.to_container(frozen))
-    for o in own:
-        OmegaConf.update(cfg, key(o), OmegaConf.select(new, key(o)), force_add=True)
+    cfg = reapply(frozen, new, own)
     carved = not (cfg.data.eval_path or cfg.data.eval_split)  # held out of the training prompts
     if carved and cfg.data.eval_size != frozen.data.eval_size:
         raise UserError(

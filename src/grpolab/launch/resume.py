@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from grpolab.config.overrides import new_overrides, outside, reapply
 from grpolab.errors import UserError
 from grpolab.rundir import runinfo
 
@@ -26,33 +27,19 @@ SAFE_KEYS = (
 )
 
 
-def _is_safe(key: str) -> bool:
-    key = key.lstrip("+~")
-    return any(key == safe or key.startswith(f"{safe}.") for safe in SAFE_KEYS)
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0]
-
-
 def continued_config(frozen: DictConfig, new: DictConfig, overrides: list[str], previous: list[str]) -> DictConfig:
     """The frozen config with this command's safe overrides applied; refuses any other change.
 
     ``overrides`` are this command's, ``previous`` those the run was started with.
     """
-    own = [o for o in overrides if not _key(o).startswith("hydra.") and _key(o) != "resume"]
-    changed = [o for o in own if o not in previous]
-    unsafe = [o for o in changed if not _is_safe(_key(o))]
+    changed = new_overrides(overrides, previous)
+    unsafe = outside(changed, SAFE_KEYS)
     if unsafe:
         raise UserError(
             f"cannot change {', '.join(unsafe)} when continuing a run: it would no longer be the same run. "
             f"Safe to change: {', '.join(SAFE_KEYS)}. Start a new run for anything else."
         )
-    cfg = OmegaConf.create(OmegaConf.to_container(frozen))
-    for o in changed:
-        key = _key(o).lstrip("+~")
-        OmegaConf.update(cfg, key, OmegaConf.select(new, key), force_add=True)
-    return cfg  # type: ignore[return-value]
+    return reapply(frozen, new, changed)
 
 
 def resume_state(run_dir: Path) -> dict[str, Any] | None:
