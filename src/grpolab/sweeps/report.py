@@ -1,6 +1,7 @@
 """The report of a sweep: README.md, summary.csv and sweep.png at the sweep root, refreshed as each job ends.
 
     python train.py -m trainer.learning_rate=1e-3,3e-3 trainer.beta=0,0.04   # report in outputs/sweeps/...
+    python train.py -m algo=grpo,dr_grpo,dapo,gspo seed=1,2,3                # + configurations across seeds
     python train.py -m ... hydra.callbacks.sweep_report.objective=rewards/format/mean
     python -m grpolab.sweeps.report outputs/sweeps/<date>/<time>               # re-render a report
 
@@ -8,7 +9,9 @@
 Each job is read back from its run directory (run.json, metrics.jsonl), so the report is the same
 whichever launcher ran the jobs. Jobs are sorted by the objective: the mean of a logged metric
 (``reward``, the total reward, by default) over the last ``tail`` of the job's logged steps; a
-failed job is a failed row and never stops the report.
+failed job is a failed row and never stops the report. Jobs that differ only in their seed are
+also grouped into configurations (:mod:`grpolab.sweeps.seeds`): mean objective with a 95% interval,
+n, a ranking that says which are not distinguishable, configurations.csv and configurations.png.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from grpolab.rundir import runinfo
 REPORT = "README.md"
 CSV = "summary.csv"
 PLOT = "sweep.png"
+CONFIG_CSV, CONFIG_PLOT = "configurations.csv", "configurations.png"
 TEMPLATES = Path(__file__).parent / "templates"
 FINISHED = ("completed", "failed", "interrupted")
 
@@ -186,12 +190,18 @@ def write_report(
     tail: float = 0.2,
     final: bool = False,
     failed: dict[str, str] | None = None,
+    seed_key: str = "seed",
 ) -> Path:
-    """Render README.md, summary.csv and sweep.png at the sweep root; returns the README's path."""
+    """Render README.md, summary.csv and sweep.png (and the configurations across seeds) at the sweep root.
+
+    Returns:
+        The README's path.
+    """
     import jinja2
 
-    from grpolab.rundir.card import cell, duration, num
-    from grpolab.rundir.results import metric_key, sweep_curves
+    from grpolab.rundir.card import cell, ci, duration, num
+    from grpolab.rundir.results import band_curves, metric_key, sweep_curves
+    from grpolab.sweeps import seeds
 
     sweep_dir = Path(sweep_dir)
     jobs = collect(sweep_dir, objective_key=objective_key, direction=direction, tail=tail, final=final, failed=failed)
@@ -202,10 +212,16 @@ def write_report(
     write_csv(jobs, names, sweep_dir / CSV)
     curves = {f"job {j['job']}: {' '.join(own[j['dir']]) or j['dir']}": j["history"] for j in jobs}
     plot = sweep_curves(curves, sweep_dir / PLOT, key=metric_key(objective_key))
+    groups = seeds.configurations(jobs, own, seed_key)
+    configs = seeds.summarize(groups, direction, seed_key) if groups else None
+    if configs:
+        seeds.write_csv(configs, sweep_dir / CONFIG_CSV)
+        bands = seeds.bands(groups, metric_key(objective_key))
+        configs["plot"] = band_curves(bands, sweep_dir / CONFIG_PLOT, metric_key(objective_key), seeds.BAND)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
     )
-    env.filters.update(num=num, cell=cell, duration=duration)
+    env.filters.update(num=num, cell=cell, duration=duration, ci=ci)
     counts = {s: sum(j["status"] == s for j in jobs) for s in ("completed", "failed", "running", "interrupted")}
     text = env.get_template("sweep_report.md.j2").render(
         name=sweep_dir.name,
@@ -217,6 +233,8 @@ def write_report(
         final=final,
         command=runinfo.command_line(["-m", *task]) if task else None,
         plot=plot is not None,
+        configs=configs,
+        seed_key=seed_key,
         objective_key=objective_key,
         direction=direction,
         tail=tail,
@@ -234,10 +252,13 @@ class SweepReport(Callback):
         objective: The logged metric ranking the jobs (``reward``: the total reward).
         direction: ``maximize`` or ``minimize``.
         tail: The fraction of each job's last logged steps averaged into its objective.
+        seed_key: The override that tells seeds apart: jobs differing only in it are one configuration.
     """
 
-    def __init__(self, objective: str = "reward", direction: str = "maximize", tail: float = 0.2) -> None:
-        self.options = {"objective_key": objective, "direction": direction, "tail": tail}
+    def __init__(
+        self, objective: str = "reward", direction: str = "maximize", tail: float = 0.2, seed_key: str = "seed"
+    ) -> None:
+        self.options = {"objective_key": objective, "direction": direction, "tail": tail, "seed_key": seed_key}
         self.failed: dict[str, str] = {}
         self.sweep_dir: Path | None = None
         self.done = False

@@ -1,4 +1,7 @@
-"""A multirun leaves README.md, summary.csv and sweep.png at its root: one row per job, best first."""
+"""A multirun leaves README.md, summary.csv and sweep.png at its root: one row per job, best first.
+
+Jobs that differ only in their seed are also one configuration: configurations.csv and .png, mean and interval.
+"""
 
 from __future__ import annotations
 
@@ -22,18 +25,18 @@ def rows(sweep_dir: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real two-job sweep of the tiny model over the learning rate."""
+    """A real sweep of the tiny model: two learning rates x two seeds (jobs 0-3, the seed varying fastest)."""
     sweep_dir = tmp_path_factory.mktemp("sweep") / "lr"
-    assert_ok(run_train("debug=smoke", "trainer.learning_rate=1e-3,3e-3", f"hydra.sweep.dir={sweep_dir}",
+    assert_ok(run_train("debug=smoke", "trainer.learning_rate=1e-3,3e-3", "seed=1,2", f"hydra.sweep.dir={sweep_dir}",
                         multirun=True))  # fmt: skip
     return sweep_dir
 
 
 def test_one_row_per_job_sorted_by_objective_best_marked(sweep: Path) -> None:
     table = rows(sweep)
-    assert sorted(r["job"] for r in table) == ["0", "1"]
-    assert [r["status"] for r in table] == ["completed", "completed"]
-    assert [r["best"] for r in table] == ["True", "False"]
+    assert sorted(r["job"] for r in table) == ["0", "1", "2", "3"]
+    assert [r["status"] for r in table] == ["completed"] * 4
+    assert [r["best"] for r in table] == ["True", "False", "False", "False"]
     objectives = [float(r["objective"]) for r in table]
     assert objectives == sorted(objectives, reverse=True)
     for r in table:
@@ -48,12 +51,12 @@ def test_one_row_per_job_sorted_by_objective_best_marked(sweep: Path) -> None:
 
 def test_readme_report(sweep: Path) -> None:
     text = (sweep / "README.md").read_text()
-    assert "2 jobs: 2 completed, 0 failed" in text
-    assert "python train.py -m debug=smoke trainer.learning_rate=1e-3,3e-3" in text
+    assert "4 jobs: 4 completed, 0 failed" in text
+    assert "python train.py -m debug=smoke trainer.learning_rate=1e-3,3e-3 seed=1,2" in text
     assert "Every job: `debug=smoke`" in text
     assert text.count("★") == 2, "once in the legend, once on the best row"
-    assert "[0/README.md](0/README.md)" in text and "[1/README.md](1/README.md)" in text
-    assert "| trainer.learning_rate=0.001 |" in text and "| trainer.learning_rate=0.003 |" in text
+    assert "[0/README.md](0/README.md)" in text and "[3/README.md](3/README.md)" in text
+    assert "| trainer.learning_rate=0.001 seed=1 |" in text and "| trainer.learning_rate=0.003 seed=2 |" in text
     assert "![reward over steps, one line per job](sweep.png)" in text
     assert (sweep / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -80,3 +83,37 @@ def test_a_failed_job_is_a_failed_row(tmp_path: Path) -> None:
     text = (sweep_dir / "README.md").read_text()
     assert "2 jobs: 1 completed, 1 failed" in text and "## Failed jobs" in text
     assert "the mean of `rewards/tag_count/mean`" in text
+
+
+def test_jobs_differing_only_in_seed_are_one_configuration(sweep: Path) -> None:
+    with (sweep / "configurations.csv").open(newline="") as f:
+        configs = {r["configuration"]: r for r in csv.DictReader(f)}
+    assert set(configs) == {"trainer.learning_rate=0.001", "trainer.learning_rate=0.003"}
+    jobs = rows(sweep)
+    for label, config in configs.items():
+        lr = label.split("=")[1]
+        seeds = [float(r["objective"]) for r in jobs if f"trainer.learning_rate={lr} " in r["overrides"] + " "]
+        assert config["n"] == config["jobs"] == "2" and len(seeds) == 2
+        assert float(config["mean"]) == pytest.approx(sum(seeds) / 2), "the mean of the jobs' own objectives"
+        half = 12.7062 * abs(seeds[0] - seeds[1]) / 2  # t(0.975, 1) * std / sqrt(2), std = |a - b| / sqrt(2)
+        assert float(config["ci95_high"]) - float(config["mean"]) == pytest.approx(half, abs=1e-4)
+    assert sorted(c["rank"] for c in configs.values()) == ["1", "2"]
+    text = (sweep / "README.md").read_text()
+    assert "## Configurations across seeds" in text and "differ only in `seed`" in text
+    assert "| 1 | trainer.learning_rate=0.00" in text and "95% Student t-interval" in text and "Welch" in text
+    assert "| best |" in text and ("not distinguishable (p = " in text or "| worse (p = " in text)
+    assert "](configurations.png)" in text and (sweep / "configurations.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_sweep_without_repeated_seeds_has_no_configurations(sweep: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("checkpoint-*", "*.safetensors", "configurations.*"))
+    write_report(copy, seed_key="trainer.learning_rate")  # now the seed tells the learning rates' jobs apart
+    with (copy / "configurations.csv").open(newline="") as f:
+        assert sorted(r["configuration"] for r in csv.DictReader(f)) == ["seed=1", "seed=2"]
+    shutil.rmtree(copy / "1")
+    shutil.rmtree(copy / "3")
+    (copy / "configurations.csv").unlink()
+    write_report(copy)  # one job per learning rate left: nothing to group
+    assert "Configurations across seeds" not in (copy / "README.md").read_text()
+    assert not (copy / "configurations.csv").exists()
