@@ -58,13 +58,14 @@ class DataSchema:
     """Where prompts (and optional gold answers) come from."""
 
     name: str = MISSING
-    source: str = MISSING  # arithmetic | hub | jsonl
+    source: str = MISSING  # arithmetic | hub | jsonl | humaneval
     path: str | None = None  # hub dataset id, or a local file / directory
     subset: str | None = None  # hub config name (gsm8k: main)
     split: str = "train"
     prompt_column: str = "prompt"
     answer_column: str | None = "answer"  # None: no gold answers
     system_prompt: str | None = None
+    columns: list[str] = field(default_factory=list)  # more columns handed to the rewards (code: tests, entry_point)
     max_examples: int | None = None  # keep the first N after shuffling with `seed`
     # evaluation prompts (grpolab.train.data.build_datasets): a JSONL file, a split of the hub dataset, or held out
     eval_path: str | None = None  # JSONL with the same columns

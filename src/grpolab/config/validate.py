@@ -20,7 +20,7 @@ CHOICES = {
     "logger.name": ("none", "wandb", "tensorboard"),
     "logger.mode": ("auto", "online", "offline"),
     "preflight": ("auto", "only", "skip"),
-    "data.source": ("arithmetic", "hub", "jsonl"),
+    "data.source": ("arithmetic", "hub", "jsonl", "humaneval"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
 }
 TRUSTED_TARGETS = ("grpolab", "trl", "peft", "transformers")

@@ -7,7 +7,8 @@ for ``async def`` rewards) so that TRL logs it under its config name (``rewards/
 applies its ``on_error`` policy.
 
 Built in (``conf/reward/<name>.yaml``): ``format``, ``tag_count``, ``accuracy``, ``cosine``,
-``length``, ``repetition``, ``reasoning_steps``. Any other function works by ``_target_``,
+``length``, ``repetition``, ``reasoning_steps``; rewards that execute or ask elsewhere: ``code``
+(sandboxed tests, `grpolab.rewards.code`). Any other function works by ``_target_``,
 ``trl.rewards.*`` included.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from grpolab.rewards.accuracy import accuracy_reward, cosine_reward
+from grpolab.rewards.code import code_reward
 from grpolab.rewards.named import AsyncNamedReward, NamedReward, RewardError, check_scores, is_async, wrap_reward
 from grpolab.rewards.style import length_reward, reasoning_steps_reward, repetition_reward
 from grpolab.rewards.tags import format_reward, tag_count_reward
@@ -28,6 +30,7 @@ __all__ = [
     "accuracy_reward",
     "build",
     "check_scores",
+    "code_reward",
     "cosine_reward",
     "format_reward",
     "is_async",
@@ -45,7 +48,8 @@ def build(reward_cfg: Mapping[str, Any]) -> tuple[list[NamedReward], list[float]
     This is the only place that pairs functions with weights (a weight schedule's value at step 0;
     `grpolab.rewards.schedules.WeightSchedules` moves it as training goes). ``fn`` with ``_partial_: true`` binds
     the YAML's parameters to a reward function; without it, ``_target_`` is called and must return
-    the reward (a factory such as ``trl.rewards.get_soft_overlong_punishment``).
+    the reward (a factory such as ``trl.rewards.get_soft_overlong_punishment``). A function with a
+    ``reward_name`` parameter is told its config name (to label metrics of its own).
 
     Raises:
         UserError: a reward's ``fn`` cannot be instantiated or is not callable.
@@ -74,6 +78,22 @@ def build(reward_cfg: Mapping[str, Any]) -> tuple[list[NamedReward], list[float]
             raise UserError(f"reward.{name}.fn ({target}) could not be built: {cause}.{hint}") from e
         if not callable(fn):
             raise UserError(f"reward.{name}.fn ({target}) built a {type(fn).__name__}, not a callable reward.")
+        fn = _tell_name(fn, str(name))
         funcs.append(wrap_reward(str(name), fn, spec.get("on_error", "raise"), spec.get("timeout_s")))
         weights.append(schedules[str(name)](0))  # a scheduled weight starts here; WeightSchedules moves it
     return funcs, weights
+
+
+def _tell_name(fn: Any, name: str) -> Any:
+    """Bind ``reward_name=name`` when ``fn`` is a partial of a function that takes it and it is not set yet."""
+    import functools
+    import inspect
+
+    if isinstance(fn, functools.partial) and "reward_name" not in fn.keywords:
+        try:
+            takes = "reward_name" in inspect.signature(fn.func).parameters
+        except (TypeError, ValueError):
+            takes = False
+        if takes:
+            return functools.partial(fn.func, *fn.args, **fn.keywords, reward_name=name)
+    return fn

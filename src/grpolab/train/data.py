@@ -66,6 +66,10 @@ def _load_rows(data_cfg: Any, seed: int) -> Any:
         if not rows:
             raise UserError(f"data.path={data_cfg.path!r} holds no rows. Give it one JSON object per line.")
         return Dataset.from_list(rows)
+    if data_cfg.source == "humaneval":
+        from grpolab.train.humaneval import humaneval_rows
+
+        return Dataset.from_list(humaneval_rows())
     if data_cfg.source == "hub":
         local = Path(str(data_cfg.path)).expanduser()
         try:
@@ -80,7 +84,7 @@ def _load_rows(data_cfg: Any, seed: int) -> Any:
                 "Offline, download it on a connected machine (`hf download --repo-type dataset "
                 f"{data_cfg.path}`) or point data.path at a local copy."
             ) from e
-    raise UserError(f"data.source={data_cfg.source!r} is unknown; use arithmetic, hub or jsonl.")
+    raise UserError(f"data.source={data_cfg.source!r} is unknown; use arithmetic, hub, jsonl or humaneval.")
 
 
 def _shape(ds: Any, data_cfg: Any, where: str) -> Any:
@@ -96,6 +100,12 @@ def _shape(ds: Any, data_cfg: Any, where: str) -> Any:
             f"data.answer_column={data_cfg.answer_column!r} is not a column of {where}; it has {columns}. "
             "Set data.answer_column to one of them, or data.answer_column=null when there are no gold answers."
         )
+    extra = list(data_cfg.get("columns") or [])
+    missing = [c for c in extra if c not in columns]
+    if missing:
+        raise UserError(
+            f"data.columns names {missing}, which {where} lacks; it has {columns}. Drop them from data.columns."
+        )
     if len(ds) == 0:
         raise UserError(f"{where} has no examples.")
     system = data_cfg.system_prompt
@@ -108,7 +118,7 @@ def _shape(ds: Any, data_cfg: Any, where: str) -> Any:
         turns = [{"role": "system", "content": system}] if system else []
         return {"prompt": [*turns, {"role": "user", "content": str(text)}]}
 
-    keep = {prompt_col, data_cfg.answer_column} - {None}
+    keep = {prompt_col, data_cfg.answer_column, *extra} - {None}
     ds = ds.remove_columns([c for c in columns if c not in keep])
     if prompt_col != "prompt":
         return ds.rename_column(prompt_col, "prompt_text").map(

@@ -35,11 +35,14 @@ def test_glob_finds_every_group() -> None:
     assert len(group_options()) >= 20
 
 
+NEEDS = {"code": ["data=humaneval"]}  # rewards that read columns only some data options have
+
+
 @pytest.mark.parametrize(("group", "option"), group_options(), ids=str)
 def test_every_option_composes(group: str, option: str, tmp_path: Path) -> None:
     overrides = [f"{group}={option}"]
     if group == "reward":
-        overrides = [f"reward=[{option}]"]
+        overrides = [f"reward=[{option}]", *NEEDS.get(option, [])]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=group.startswith("hydra"))
     if group.startswith("hydra"):
