@@ -231,6 +231,7 @@ class TrainSchema:
     eval: EvalSchema = field(default_factory=EvalSchema)
     rollouts: RolloutsSchema = field(default_factory=RolloutsSchema)
     push_to_hub: bool = False
+    verbose: bool = False  # print the per-step dicts too (train.log and metrics.jsonl always keep them)
     secrets: SecretsSchema = field(default_factory=SecretsSchema)
     # `_target_` runs code: packages allowed besides grpolab, trl, peft, transformers and those on PYTHONPATH
     allowed_targets: list[str] = field(default_factory=list)

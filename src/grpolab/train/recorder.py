@@ -17,6 +17,7 @@ from grpolab.rundir.checkpoints import mark_complete
 from grpolab.rundir.results import METRICS_JSONL, read_metrics, run_objective
 
 log = logging.getLogger("grpolab")
+steps_log = logging.getLogger("grpolab.steps")  # train.log; the console only with verbose=true
 
 
 def latest_samples(logs: dict[str, Any], weights: dict[str, float], k: int = 4) -> list[dict[str, Any]]:
@@ -90,7 +91,7 @@ class RunRecorder(TrainerCallback):
             if k in ("step", "loss", "reward", "reward_std", "completions/mean_length", "kl")
             or k.startswith("rewards/")
         }
-        log.info("%s", shown)
+        steps_log.info("%s", shown)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """After a checkpoint: bring run.json up to date and re-render the card (TRL's own card is replaced)."""
