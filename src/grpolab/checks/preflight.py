@@ -1,19 +1,25 @@
-"""Preflight: score a sample of the data with every reward before training; stop on a dead reward.
+"""Preflight: check every reward before training; stop on a dead reward, warn (or stop) on no learning signal.
 
-    python train.py                      # preflight=auto: checks, prints a table, then trains
-    python train.py preflight=only       # checks, also scores completions sampled from the model, stops
+    python train.py                      # preflight=auto: both checks, a table each, then trains
+    python train.py preflight=strict     # as auto, but a sampled batch without learning signal stops the run
+    python train.py preflight=only       # both checks, no training
     python train.py preflight=skip       # no checks
 
-Each of the first examples of the dataset gets five synthetic completions, shaped like TRL's
-(conversational when the prompts are), with the dataset's columns, ``prompts``,
-``completion_ids`` and ``trainer_state`` as TRL passes them: the gold answer well formatted
-(``<think>Step 1: …</think><answer>{gold}</answer>``), a wrong answer, the answer without tags,
-an empty completion, and a rambling one cut off at ``trainer.max_completion_length`` tokens.
-A reward fails the preflight, with a `UserError` naming it, when it raises (and ``on_error`` is
-``raise``), returns the wrong number of scores or something that is not a number, returns None
-for everything, or gives every completion the same score (the GRPO advantage is then zero).
-The built-in ``format`` must give the gold completions 1.0 and ``accuracy`` must find nearly
-all of them correct; otherwise the answer column or format does not match the data.
+1. Before the model loads (`run`), each of the first examples of the dataset gets five synthetic
+   completions, shaped like TRL's (conversational when the prompts are), with the dataset's columns,
+   ``prompts``, ``completion_ids`` and ``trainer_state`` as TRL passes them: the gold answer well
+   formatted (``<think>Step 1: …</think><answer>{gold}</answer>``), a wrong answer, the answer without
+   tags, an empty completion, and a rambling one cut off at ``trainer.max_completion_length`` tokens.
+   A reward fails, with a `UserError` naming it, when it raises (and ``on_error`` is ``raise``),
+   returns the wrong number of scores or something that is not a number, returns None for
+   everything, or gives every completion the same score (the GRPO advantage is then zero). The
+   built-in ``format`` must give the gold completions 1.0 and ``accuracy`` must find nearly all of
+   them correct; otherwise the answer column or format does not match the data.
+2. Once the model is loaded (`check_model`), one batch is sampled from it with the run's sampling
+   settings: a few prompts x ``trainer.num_generations``, about one generation step. Each reward's
+   mean, spread and share of zero-variance groups are reported. When no reward varies within any
+   group, no completion has an advantage and training would change nothing: the log, run.json
+   (``preflight.sampled``) and the card say so with what to try, and ``preflight=strict`` stops there.
 """
 
 from __future__ import annotations
@@ -39,11 +45,11 @@ from grpolab.rewards import (
     wrap_reward,
 )
 from grpolab.rewards.batches import KINDS, Batch, sample_batch, synthetic_batch
+from grpolab.rundir.checkpoints import latest_checkpoint
 
 log = logging.getLogger("grpolab")
 
 N_EXAMPLES = 8
-N_SAMPLED_PROMPTS = 4
 ACCURACY_ON_GOLD = 0.9  # accuracy must find at least this fraction of the gold completions correct
 
 
@@ -184,36 +190,25 @@ def check(
     max_tokens: int,
     *,
     tokenizer: Any = None,
-    sampled: Batch | None = None,
     max_steps: int = 1,
 ) -> dict[str, Any]:
-    """Score the synthetic batch (and ``sampled``) with every reward; log the table; raise on a dead reward.
+    """Score the synthetic batch with every reward; log the table; raise on a dead reward.
 
     Returns:
-        ``{reward name: {"synthetic": stats, "sampled": stats}}`` as plain dicts.
+        ``{reward name: stats}`` as plain dicts.
     """
     if not rows:
         raise UserError("preflight: the dataset is empty.")
     batches = [synthetic_batch(rows, answer_column, max_tokens, tokenizer, max_steps)]
-    if sampled is not None:
-        batches.append(sampled)
     start = time.perf_counter()
     scores = {f.__name__: [score(f, b) for b in batches] for f in funcs}
     ms = (time.perf_counter() - start) * 1000
     results = {name: [stats(s, b.group_size, b.kinds) for s, b in zip(ss, batches)] for name, ss in scores.items()}
     if int(os.environ.get("RANK", "0")) == 0:
         log.info("%s", table(funcs, batches, results, ms))
-        if sampled is not None:
-            for f in funcs:
-                if results[f.__name__][-1].zero_var == 1.0:
-                    log.warning(
-                        "preflight: reward %r scores every sampled group the same; until the model's completions "
-                        "differ on it, it gives no learning signal.",
-                        f.__name__,
-                    )
     for f in funcs:
         check_reward(f, batches, scores[f.__name__])
-    return {name: {b.label: asdict(st) for b, st in zip(batches, sts)} for name, sts in results.items()}
+    return {name: asdict(sts[0]) for name, sts in results.items()}
 
 
 def run(
@@ -225,41 +220,85 @@ def run(
     source: str | None = None,
     run_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The pipeline's preflight: check the rewards on the first examples of ``dataset``.
+    """The pipeline's preflight before the model loads: check the rewards on the first examples of ``dataset``.
 
-    With ``preflight=only`` the model is loaded too, its completions are scored as well, and the
-    report is written into run.json (status completed) since no training follows.
+    The report goes into run.json as ``preflight.synthetic``. With ``preflight=only`` the model is
+    loaded from ``source`` too and `check_model` adds ``preflight.sampled``; otherwise the pipeline
+    calls `check_model` once it has loaded the model for training.
 
     Returns:
-        ``{"preflight": report}`` (see `check`).
+        ``{"preflight": {"synthetic": ..., "sampled": ...}}`` (see `check` and `check_model`).
     """
     rows = dataset.select(range(min(N_EXAMPLES, len(dataset)))).to_list()
     max_tokens = int(cfg.trainer.max_completion_length or 256)
-    sampled = None
-    if cfg.preflight == "only" and source is not None:
-        from grpolab.train.models import load_model
-
-        model = load_model(source, cfg.model, cfg.hardware)
-        if cfg.hardware.accelerator == "cuda":
-            import torch
-
-            if torch.cuda.is_available():
-                model = model.to("cuda")
-        sampled = sample_batch(model, tokenizer, rows[:N_SAMPLED_PROMPTS], cfg)
-    report = check(
-        funcs,
-        rows,
-        cfg.data.answer_column,
-        max_tokens,
-        tokenizer=tokenizer,
-        sampled=sampled,
-        max_steps=int(cfg.trainer.max_steps),
+    synthetic = check(
+        funcs, rows, cfg.data.answer_column, max_tokens, tokenizer=tokenizer, max_steps=int(cfg.trainer.max_steps)
     )
+    report: dict[str, Any] = {"synthetic": synthetic}
     if run_dir is not None and int(os.environ.get("RANK", "0")) == 0:
         from grpolab.rundir import runinfo
 
-        fields: dict[str, Any] = {"preflight": report}
-        if cfg.preflight == "only":
-            fields |= {"status": "completed", "finished_at": runinfo.now()}
-        runinfo.update_run(run_dir, **fields)
+        runinfo.update_run(run_dir, preflight=report)
+    if cfg.preflight == "only" and source is not None:
+        report["sampled"] = load_and_check(cfg, run_dir, source, tokenizer=tokenizer, dataset=dataset, funcs=funcs)
     return {"preflight": report}
+
+
+def check_model(
+    cfg: Any, run_dir: Path | None, model: Any, *, tokenizer: Any, dataset: Any, funcs: list[NamedReward]
+) -> dict[str, Any]:
+    """Sample one batch from the loaded ``model`` with the run's settings and report each reward's signal.
+
+    Call it once the model is loaded (on the device it trains on) and before training. With
+    ``preflight=skip``, or when the run resumes from a checkpoint (the check ran when it started),
+    it does nothing.
+
+    Returns:
+        The report written into run.json as ``preflight.sampled`` (`grpolab.checks.signal.report`), or {}.
+
+    Raises:
+        UserError: ``preflight=strict`` and no reward varies within any sampled group.
+    """
+    from grpolab.checks import signal
+    from grpolab.rewards.schedules import from_config
+
+    if cfg.preflight == "skip" or len(dataset) == 0:
+        return {}
+    if run_dir is not None and latest_checkpoint(run_dir) is not None:
+        log.info("preflight: resuming from a checkpoint; the sampled check ran when the run started")
+        return {}
+    main = int(os.environ.get("RANK", "0")) == 0
+    rows = dataset.select(range(min(signal.prompts(cfg), len(dataset)))).to_list()
+    start = time.perf_counter()
+    batch = sample_batch(model, tokenizer, rows, cfg)
+    scores = {f.__name__: score(f, batch) for f in funcs}
+    seconds = time.perf_counter() - start
+    weights = {name: schedule(1) for name, schedule in from_config(cfg.reward).items()}
+    report = signal.report(batch, scores, weights, seconds, cfg)
+    if main:
+        log.info("%s", signal.table(report))
+        if not report["signal"]:
+            log.warning("%s", signal.banner(report["message"]))
+        if run_dir is not None:
+            from grpolab.rundir import runinfo
+
+            earlier = runinfo.read_run(run_dir).get("preflight") or {}
+            runinfo.update_run(run_dir, preflight={**earlier, "sampled": report})
+    if not report["signal"] and cfg.preflight == "strict":
+        raise UserError(report["message"])
+    return report
+
+
+def load_and_check(
+    cfg: Any, run_dir: Path | None, source: str, *, tokenizer: Any, dataset: Any, funcs: list[NamedReward]
+) -> dict[str, Any]:
+    """``preflight=only``: load the model onto the run's device and run `check_model` on it."""
+    from grpolab.train.models import load_model
+
+    model = load_model(source, cfg.model, cfg.hardware)
+    if cfg.hardware.accelerator == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+    return check_model(cfg, run_dir, model, tokenizer=tokenizer, dataset=dataset, funcs=funcs)

@@ -16,7 +16,6 @@ from typing import Any
 from grpolab.rewards.accuracy import gold_text
 
 KINDS = ("gold", "wrong answer", "no tags", "empty", "overlong")
-MAX_SAMPLED_GENERATIONS = 8
 _FILLER = " Let me check that again."
 
 
@@ -143,13 +142,47 @@ def synthetic_batch(
     return make_batch("synthetic", rows, texts, len(KINDS), kinds, tokenizer=tokenizer, max_steps=max_steps)
 
 
-def sample_batch(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: Any) -> Batch:
-    """Sample ``trainer.num_generations`` completions (at most 8) for each row from ``model``."""
+def generation_settings(cfg: Any, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """The ``generate`` keywords a training step samples with: the run's sampling settings, as TRL builds them.
+
+    Every eos id the model declares ends a completion, as in TRL (an end-of-turn token as well as
+    the tokenizer's), and ``trainer.generation_kwargs`` is applied last.
+    """
+    t = cfg.trainer
+    declared = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos = [] if declared is None else [declared] if isinstance(declared, int) else list(declared)
+    if tokenizer.eos_token_id not in eos:
+        eos = [tokenizer.eos_token_id, *eos]
+    settings: dict[str, Any] = {
+        "max_new_tokens": int(t.max_completion_length or 256),
+        "do_sample": True,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": eos,
+        "temperature": float(t.get("temperature") or 1.0),
+        "top_p": float(t.get("top_p") or 1.0),
+        "top_k": int(t.get("top_k") or 0),
+        "min_p": t.get("min_p"),
+        "repetition_penalty": float(t.get("repetition_penalty") or 1.0),
+    }
+    extra = t.get("generation_kwargs")
+    if extra:
+        settings.update(dict(extra))
+    return settings
+
+
+def sample_batch(
+    model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: Any, group_size: int | None = None
+) -> Batch:
+    """Sample ``group_size`` completions (default ``trainer.num_generations``) per row with the run's settings.
+
+    The completions are cut at the first eos id and keep it, as TRL hands them to the rewards; the
+    sampling is seeded from ``seed`` and leaves the global random state as it was.
+    """
     import torch
 
     t = cfg.trainer
-    group = max(2, min(int(t.num_generations or 2), MAX_SAMPLED_GENERATIONS))
-    max_new = int(t.max_completion_length or 256)
+    group = group_size or max(2, int(t.num_generations or 2))
+    settings = generation_settings(cfg, model, tokenizer)
     prompts = [row["prompt"] for row in rows]
     texts = [
         tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list) else p
@@ -157,20 +190,22 @@ def sample_batch(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg
     ]
     enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     device = next(model.parameters()).device
-    with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        torch.manual_seed(int(cfg.seed))
-        out = model.generate(
-            **{k: v.to(device) for k, v in enc.items()},
-            do_sample=True,
-            temperature=float(t.temperature or 1.0),
-            max_new_tokens=max_new,
-            num_return_sequences=group,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+    was_training = model.training
+    model.eval()
+    try:
+        with (
+            torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []),
+            torch.inference_mode(),
+        ):
+            torch.manual_seed(int(cfg.seed))
+            out = model.generate(**{k: v.to(device) for k, v in enc.items()}, num_return_sequences=group, **settings)
+    finally:
+        model.train(was_training)
+    eos = set(settings["eos_token_id"])
     ids: list[list[int]] = []
     for generated in out[:, enc["input_ids"].shape[1] :].tolist():
-        end = generated.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in generated else len(generated)
-        ids.append([i for i in generated[:end] if i != tokenizer.pad_token_id])
+        end = next((i + 1 for i, token in enumerate(generated) if token in eos), len(generated))
+        ids.append(generated[:end])
     completions = [str(c) for c in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     kinds = ["sampled"] * len(completions)
     return make_batch(

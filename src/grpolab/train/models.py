@@ -1,100 +1,25 @@
-"""Tokenizer and model loading, and the builder of the embedded tiny model.
+"""Tokenizer and model loading: a local directory, a hub id, or the embedded tiny model.
 
-The tiny model is a Qwen3-architecture causal LM with random weights and a character-level
-tokenizer made in-process. Its vocabulary holds ``<think>``, ``</think>``, ``<answer>`` and
-``</answer>`` as single (non-special, so they survive decoding) tokens, and it has a ChatML
-chat template. It is built deterministically from the architecture and the seed, saved once
-under ``$GRPOLAB_CACHE`` (default ``~/.cache/grpolab``) and then loaded from there like any
-other checkpoint, so real models and the tiny one go through the same code path.
+The tiny model (`grpolab.train.tiny`) is built once and then loaded from its cache directory like
+any other checkpoint, so real models and the tiny one go through the same code path.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from grpolab.errors import UserError
-
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+from grpolab.train.tiny import (  # noqa: F401  (re-exported: the tiny builder's old home)
+    CHATML_TEMPLATE,
+    SPECIAL_TOKENS,
+    TAG_TOKENS,
+    build_tiny_tokenizer,
+    cache_root,
+    tiny_model_dir,
 )
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
-PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weight files that unpickle (and so can run code)
-
-
-def cache_root() -> Path:
-    """Where built artefacts (the tiny model) are cached: ``$GRPOLAB_CACHE`` or ``~/.cache/grpolab``."""
-    return Path(os.environ.get("GRPOLAB_CACHE", Path.home() / ".cache" / "grpolab"))
-
-
-def build_tiny_tokenizer() -> Any:
-    """Build the character-level tokenizer of the tiny model (deterministic; no download)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + TAG_TOKENS)}
-    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):  # all 256 bytes: any text round-trips
-        vocab[ch] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False), pre_tokenizers.Split("", "isolated")]
-    )
-    tok.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>"],
-    )
-    tokenizer.add_tokens(TAG_TOKENS)  # already in the vocabulary: marks them as whole-word, non-special
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
-
-
-def tiny_model_dir(arch: dict[str, Any], seed: int) -> Path:
-    """Build (once) and return the directory of the tiny model for this architecture and seed."""
-    key = hashlib.sha256(json.dumps({"arch": arch, "seed": seed, "v": 3}, sort_keys=True).encode()).hexdigest()[:12]
-    target = cache_root() / "tiny" / f"tiny-{key}"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
-    import torch
-    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
-
-    tokenizer = build_tiny_tokenizer()
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **arch,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen3ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=True
-    )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(target)  # atomic: a concurrent builder wins or loses whole
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def reachable(url: str, timeout: float = 3.0) -> bool:
@@ -107,25 +32,6 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def check_safetensors(path: Path, where: str) -> None:
-    """Refuse a model directory without safetensors weights, in particular one holding only pickles.
-
-    Loading a pickled checkpoint (``pytorch_model.bin``, ``*.pt``) runs whatever code it carries, so
-    weights are read from safetensors only.
-    """
-    if any(path.glob("*.safetensors")):
-        return
-    pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLED)
-    if pickled:
-        raise UserError(
-            f"{where} holds only pickled weights ({', '.join(pickled[:3])}); loading a pickle runs any code it "
-            "contains, so grpolab reads safetensors only. If you trust the file, convert it once: python -c "
-            f"\"from transformers import AutoModelForCausalLM as M; M.from_pretrained('{path}', "
-            f"use_safetensors=False).save_pretrained('{path}')\""
-        )
-    raise UserError(f"{where} has no weights (*.safetensors) beside its config.json; point it at a complete model.")
-
-
 def resolve_model_source(model_cfg: Any, seed: int) -> str:
     """Return a local directory or a hub id to load, failing fast with a clear message when unreachable."""
     if model_cfg.get("gguf"):
@@ -134,17 +40,8 @@ def resolve_model_source(model_cfg: Any, seed: int) -> str:
         from grpolab.train.gguf import converted_dir
 
         return str(converted_dir(model_cfg))
-    if model_cfg.path:
-        path = Path(model_cfg.path).expanduser()
-        if not path.is_dir():
-            raise UserError(f"model.path={model_cfg.path!r} is not a directory. Point it at a saved model directory.")
-        if not (path / "config.json").exists():
-            raise UserError(
-                f"model.path={model_cfg.path!r} has no config.json, so it is not a model directory. "
-                "Point it at a directory written by save_pretrained (a grpolab run directory is one)."
-            )
-        check_safetensors(path, f"model.path={model_cfg.path!r}")
-        return str(path.resolve())
+    if model_cfg.path:  # a model directory with safetensors weights: grpolab.config.checks_nodes checked it
+        return str(Path(model_cfg.path).expanduser().resolve())
     if model_cfg.tiny is not None:
         return str(tiny_model_dir(dict(model_cfg.tiny), seed))
     if not model_cfg.id:
