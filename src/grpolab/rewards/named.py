@@ -100,6 +100,38 @@ def check_scores(name: str, scores: Any, n: int) -> list[float | None]:
     return out
 
 
+_ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None)})
+
+
+def fresh(value: Any) -> Any:
+    """A copy of the lists, dicts, tuples and sets in ``value`` down to its immutable leaves; other objects as is.
+
+    What a reward is given is the trainer's record (logged, archived, shown on the card): each call gets
+    its own copy, so a reward that sorts, overwrites or clears its arguments changes only that copy.
+
+    >>> ids = [[1, 2], [3]]
+    >>> mine = fresh(ids)
+    >>> mine[0].clear(); ids
+    [[1, 2], [3]]
+    """
+    if isinstance(value, list):
+        if all(map(_ATOMS.__contains__, map(type, value))):  # texts, token ids: one C-level pass
+            return value.copy()
+        return [v if type(v) in _ATOMS else fresh(v) for v in value]
+    if isinstance(value, dict):
+        return {k: v if type(v) in _ATOMS else fresh(v) for k, v in value.items()}
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(fresh(v) for v in value)
+    if isinstance(value, set | bytearray):
+        return type(value)(value)
+    return value
+
+
+def copies(completions: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """`fresh` copies of a reward call's arguments (the trainer's state and callables are passed as they are)."""
+    return fresh(completions), {k: fresh(v) for k, v in kwargs.items()}
+
+
 def _rows(n: int, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     """Split per-completion keyword columns (lists of length ``n``) into one keyword set per completion."""
     return [{k: [v[i]] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()} for i in range(n)]
@@ -147,7 +179,7 @@ class NamedReward:
         for hook in self.hooks:
             hook(self.__name__, completions, kwargs)
         try:
-            return check_scores(self.__name__, self._score(completions, kwargs), len(completions))
+            return check_scores(self.__name__, self._score(*copies(completions, kwargs)), len(completions))
         except RewardError:
             raise
         except RewardTimeout:
@@ -159,7 +191,7 @@ class NamedReward:
         scores: list[float | None] = []
         for completion, row in zip(completions, _rows(len(completions), kwargs)):
             try:
-                scores += check_scores(self.__name__, self._score([completion], row), 1)
+                scores += check_scores(self.__name__, self._score(*copies([completion], row)), 1)
             except RewardError:
                 raise
             except RewardTimeout:
@@ -211,7 +243,7 @@ class AsyncNamedReward(NamedReward):
         for hook in self.hooks:
             hook(self.__name__, completions, kwargs)
         try:
-            return check_scores(self.__name__, await self._ascore(completions, kwargs), len(completions))
+            return check_scores(self.__name__, await self._ascore(*copies(completions, kwargs)), len(completions))
         except RewardError:
             raise
         except RewardTimeout:
@@ -222,7 +254,7 @@ class AsyncNamedReward(NamedReward):
         scores: list[float | None] = []
         for completion, row in zip(completions, _rows(len(completions), kwargs)):
             try:
-                scores += check_scores(self.__name__, await self._ascore([completion], row), 1)
+                scores += check_scores(self.__name__, await self._ascore(*copies([completion], row)), 1)
             except RewardError:
                 raise
             except RewardTimeout:
