@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grpolab.eval.evaluate import baseline_kept, evaluate, finite, with_intervals, write_eval
+from grpolab.eval.eval_json import baseline_kept, finite, with_intervals, write_eval
+from grpolab.eval.evaluate import evaluate
 
 log = logging.getLogger("grpolab")
 

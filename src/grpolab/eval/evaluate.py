@@ -22,7 +22,6 @@ when the eval prompts have one, and ``baseline``: the evaluation at step 0, befo
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -33,8 +32,9 @@ from transformers import TrainerCallback
 
 from grpolab import trl_seams
 from grpolab.eval import stats
+from grpolab.eval.eval_json import finite, merge, with_intervals, write_eval
 from grpolab.rewards.accuracy import predicted_text
-from grpolab.rundir.results import EVAL_JSON, read_eval
+from grpolab.rundir.results import read_eval
 
 log = logging.getLogger("grpolab")
 _TRL_KEPT = ("eval_reward", "eval_reward_std", "eval_rewards/", "eval_completions/mean_length", "eval_kl")
@@ -251,69 +251,6 @@ def evaluate(
     }
 
 
-def with_intervals(result: Mapping[str, Any], eval_cfg: Any) -> dict[str, Any]:
-    """The evaluation with its per-prompt values turned into intervals and a breakdown per source.
-
-    Each per-prompt metric (accuracy, mean@k, maj@k, pass@k, greedy_reward, reward) gets its mean over
-    the prompts and a bootstrap interval (``eval.bootstrap_resamples`` resamples of the prompts, seeded by
-    ``eval.bootstrap_seed``); ``by_source`` holds the same for each value of the source column.
-    """
-    per_prompt = result.get("per_prompt") or {}
-    sources = result.get("sources")
-    options = {"resamples": eval_cfg.bootstrap_resamples, "seed": eval_cfg.bootstrap_seed, "level": stats.LEVEL}
-
-    def summary(values: Mapping[str, list[float]]) -> tuple[dict[str, float | None], dict[str, Any]]:
-        intervals = {key: stats.bootstrap_interval(v, **options) for key, v in values.items()}
-        return {key: _mean(v) for key, v in values.items()}, {k: v and list(v) for k, v in intervals.items()}
-
-    metrics, intervals = summary(per_prompt)
-    out = {k: v for k, v in result.items() if k not in ("per_prompt", "sources")}
-    out |= {"metrics": {**result.get("metrics", {}), **metrics}, "intervals": intervals}
-    out["bootstrap"] = {"unit": "prompt", **options}
-    if sources and per_prompt:
-        out["by_source"] = {}
-        for name in sorted(set(sources)):
-            picked = {key: [x for x, src in zip(v, sources) if src == name] for key, v in per_prompt.items()}
-            means, ci = summary(picked)
-            out["by_source"][name] = {"prompts": sources.count(name), "metrics": finite(means), "intervals": ci}
-    return out
-
-
-def baseline_of(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of an evaluation kept as eval.json's ``baseline`` (the step-0 evaluation)."""
-    return {k: result[k] for k in ("step", "prompts", "k", "metrics", "intervals", "by_source") if k in result}
-
-
-def baseline_kept(run_dir: Path, result: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The run's step-0 evaluation when it was made on the same prompts with the same k as ``result``."""
-    baseline = read_eval(run_dir).get("baseline") or {}
-    same = all(baseline.get(key) == result.get(key) for key in ("prompts", "k"))
-    return baseline if baseline and same else None
-
-
-def write_eval(run_dir: Path, result: Mapping[str, Any], baseline: Mapping[str, Any] | None = None) -> Path:
-    """Write eval.json atomically; ``baseline`` (the step-0 evaluation) is kept next to the latest one.
-
-    Args:
-        run_dir: The run directory.
-        result: The latest evaluation.
-        baseline: The evaluation before training; None: this one when it is at step 0, else none.
-    """
-    from grpolab.rundir import runinfo
-
-    if baseline is None and result.get("step") == 0:
-        baseline = baseline_of(result)
-    path = Path(run_dir) / EVAL_JSON
-    text = json.dumps({**result, "baseline": baseline}, indent=2, default=str, allow_nan=False)
-    runinfo.atomic_write(path, text + "\n")
-    return path
-
-
-def finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """``metrics`` with NaN and infinities as None (eval.json is strict JSON)."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
-
-
 class EvalCallback(TrainerCallback):
     """Before training (step 0) and after each TRL evaluation: the metrics, logged (``eval_*``) and in eval.json.
 
@@ -367,21 +304,3 @@ class EvalCallback(TrainerCallback):
         """Evaluate once after training, unless the last step was just evaluated."""
         if self.cfg.eval.at_end and self.last_step != trainer.state.global_step:
             trainer.evaluate()
-
-
-def merge(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Combine the evaluations of several shards (in shard order), weighting each metric by its shard's prompts."""
-    if not any(p.get("prompts") for p in parts):
-        return dict(parts[0])
-    parts = [p for p in parts if p.get("prompts")]
-    total = sum(p["prompts"] for p in parts)
-    keys = dict.fromkeys(k for p in parts for k in p["metrics"])
-    metrics = {}
-    for k in keys:
-        pairs = [(p["metrics"][k], p["prompts"]) for p in parts if p["metrics"].get(k) is not None]
-        metrics[k] = sum(v * n for v, n in pairs) / sum(n for _, n in pairs) if pairs else None
-    samples = [s for p in parts for s in p.get("samples", [])]
-    per_prompt = {key: [v for p in parts for v in p["per_prompt"][key]] for key in parts[0].get("per_prompt", {})}
-    sources = [s for p in parts for s in p["sources"]] if parts[0].get("sources") is not None else None
-    out = {**parts[0], "prompts": total, "metrics": metrics, "samples": samples}
-    return out | {"per_prompt": per_prompt, "sources": sources}

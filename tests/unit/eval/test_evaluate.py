@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from grpolab.config.schemas import DataSchema, TrainSchema
 from grpolab.errors import UserError
-from grpolab.eval.evaluate import evaluate, with_intervals
+from grpolab.eval.eval_json import with_intervals
+from grpolab.eval.evaluate import evaluate
 from grpolab.rundir import runinfo
 from grpolab.rundir.results import metric_key, run_objective
 from grpolab.sweeps.report import collect

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from grpolab.config.schemas import EvalSchema
 from grpolab.eval import stats
-from grpolab.eval.evaluate import merge, with_intervals
+from grpolab.eval.eval_json import merge, with_intervals
 
 # -- one prompt's k samples: pass@k, mean@k, maj@k ------------------------------------------------------------
 
