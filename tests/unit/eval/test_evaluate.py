@@ -112,6 +112,22 @@ def test_card_shows_the_evaluation(eval_run: Path) -> None:
     assert "(and eval reward and accuracy)" in card and (eval_run / "reward.png").is_file()
 
 
+def test_card_shows_the_breakdown_per_source(eval_run: Path, tmp_path: Path) -> None:
+    from grpolab.rundir.card import write_card
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(eval_run, run_dir, ignore=shutil.ignore_patterns("checkpoint-*", "*.safetensors", "rollouts"))
+    result = json.loads((run_dir / "eval.json").read_text())
+    per_prompt = {"accuracy": [1.0, 0.0, 1.0, 1.0], "maj@4": [1.0, 0.0, 0.0, 1.0]}
+    parts = {"prompts": 4, "k": 4, "metrics": {}, "per_prompt": per_prompt, "sources": ["gsm8k", "math"] * 2}
+    shaped = with_intervals(parts, OmegaConf.structured(TrainSchema).eval)
+    result |= {"by_source": shaped["by_source"], "intervals": shaped["intervals"]}
+    (run_dir / "eval.json").write_text(json.dumps(result))
+    card = write_card(run_dir).read_text()
+    assert "By source (step 3):" in card and "| source | prompts | accuracy | maj@4 |" in card
+    assert "| gsm8k | 2 | 1 [1, 1] | 0.5 [0, 1] |" in card and "| math | 2 | 0.5 [0, 1] | 0.5 [0, 1] |" in card
+
+
 def test_eval_only_on_a_finished_run(eval_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(eval_run, run_dir)
