@@ -7,8 +7,9 @@ for ``async def`` rewards) so that TRL logs it under its config name (``rewards/
 applies its ``on_error`` policy.
 
 Built in (``conf/reward/<name>.yaml``): ``format``, ``tag_count``, ``accuracy``, ``cosine``,
-``length``, ``repetition``, ``reasoning_steps``; rewards that execute or ask elsewhere: ``code``
-(sandboxed tests, `grpolab.rewards.code`). Any other function works by ``_target_``,
+``length``, ``repetition``, ``reasoning_steps``. Rewards that run code or ask elsewhere: ``code``
+(each row's tests in a local sandbox, `grpolab.rewards.code`), ``judge`` (a model behind an
+OpenAI-compatible endpoint, `grpolab.rewards.judge`). Any other function works by ``_target_``,
 ``trl.rewards.*`` included.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from grpolab.rewards.accuracy import accuracy_reward, cosine_reward
 from grpolab.rewards.code import code_reward
+from grpolab.rewards.judge import judge_reward
 from grpolab.rewards.named import AsyncNamedReward, NamedReward, RewardError, check_scores, is_async, wrap_reward
 from grpolab.rewards.style import length_reward, reasoning_steps_reward, repetition_reward
 from grpolab.rewards.tags import format_reward, tag_count_reward
@@ -34,6 +36,7 @@ __all__ = [
     "cosine_reward",
     "format_reward",
     "is_async",
+    "judge_reward",
     "length_reward",
     "reasoning_steps_reward",
     "repetition_reward",
