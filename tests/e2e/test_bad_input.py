@@ -51,7 +51,7 @@ CASES: list[tuple[str, list[str], list[str], bool]] = [
     ("unknown reward option", ["reward=[format,nonsense]"], ["nonsense"], True),
     ("bad hardware precision", ["hardware.precision=fp8"], ["hardware.precision", "fp8"], True),
     ("model.path not a dir", ["model.path=/nonexistent/model"], ["model.path", "not a directory"], True),
-    ("model.path not a model", [f"model.path={FIXTURES}"], ["model.path", "config.json"], False),
+    ("model.path not a model", [f"model.path={FIXTURES}"], ["model.path", "config.json"], True),
 ]
 
 
@@ -95,7 +95,8 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
     assert "hydra.run.dir" in output or "run directory" in output, output
 
 
-def test_full_error_shows_traceback(tmp_path: Path) -> None:
+def test_full_error_shows_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRPOLAB_TEST_SUBPROCESS", "1")  # the traceback a real process prints
     proc = run_train(
         *SMOKE, "trainer.learning_rate=-1", f"hydra.run.dir={tmp_path / 'run'}", env={"HYDRA_FULL_ERROR": "1"}
     )

@@ -23,7 +23,7 @@ FAKE_TOKEN = "hf_" + "Fake0Token1" * 3
 # {no_template}, {pickled} and {no_weights} are model directories built from the tiny model (see model_dirs)
 CASES: list[tuple[str, list[str], list[str], bool]] = [
     ("unknown hardware option", ["hardware=tpu"], ["hardware", "tpu"], True),
-    ("unknown logger option", ["logger=mlflow"], ["logger", "mlflow"], True),
+    ("unknown logger option", ["logger=neptune"], ["logger", "neptune"], True),
     ("typo in a model key", ["model.trust_remote_cod=true"], ["trust_remote_cod"], True),
     ("bool that is not", ["model.trust_remote_code=maybe"], ["trust_remote_code", "maybe"], True),
     ("int that is not", ["hardware.num_processes=two"], ["num_processes", "two"], True),
@@ -42,7 +42,7 @@ CASES: list[tuple[str, list[str], list[str], bool]] = [
     ("unknown on_error", ["reward.format.on_error=ignore"], ["reward.format.on_error='ignore'", "'none'"], True),
     ("negative reward timeout", ["+reward.format.timeout_s=-1"], ["reward.format.timeout_s=-1.0", "null"], True),
     ("typo in a reward key", ["+reward.format.wieght=2"], ["reward.format", "wieght", "allowed keys"], True),
-    ("vLLM without CUDA", ["trainer.use_vllm=true"], ["trainer.use_vllm=true", "CUDA", "hardware=cpu"], True),
+    ("vLLM without CUDA", ["trainer.use_vllm=true"], ["trainer.use_vllm=true", "CUDA", "runs on the CPU"], True),
     ("offload without ZeRO-3", ["hardware.offload=true"], ["hardware.offload=true", "hardware=zero3_offload"], True),
     (
         "target outside the allow-list",
@@ -101,9 +101,41 @@ CASES: list[tuple[str, list[str], list[str], bool]] = [
         "pickled weights only",
         ["model.path={pickled}"],
         ["pytorch_model.bin", "safetensors only", "convert"],
+        True,
+    ),
+    ("config without weights", ["model.path={no_weights}"], ["no weights (*.safetensors)"], True),
+    # trainer values TRL refused only after the model loaded, or accepted silently (issue 17)
+    ("zero max_steps", ["trainer.max_steps=0"], ["trainer.max_steps=0", "trainer.max_steps > 0"], True),
+    ("zero num_iterations", ["trainer.num_iterations=0"], ["trainer.num_iterations=0", "at least 1"], True),
+    ("NaN learning rate", ["trainer.learning_rate=nan"], ["trainer.learning_rate=nan", "finite"], True),
+    ("negative top_k", ["trainer.top_k=-1"], ["trainer.top_k=-1", "0 disables"], True),
+    ("best model without eval", ["trainer.load_best_model_at_end=true"], ["load_best_model_at_end", "eval"], True),
+    (
+        "checkpointing in the trainer node",
+        ["trainer.activation_checkpointing=true"],
+        ["trainer.activation_checkpointing", "model.gradient_checkpointing"],
+        True,
+    ),
+    # data errors name the file, the line and the column
+    (
+        "byte that is not UTF-8",
+        ["data=jsonl", f"data.path={FAULTS / 'latin1.jsonl'}"],
+        ["latin1.jsonl: line 2, column 16: byte 0xe9 is not UTF-8"],
         False,
     ),
-    ("config without weights", ["model.path={no_weights}"], ["no weights (*.safetensors)"], False),
+    (
+        "column of two types",
+        ["data=jsonl", f"data.path={FAULTS / 'mixed_types.jsonl'}"],
+        ["mixed_types.jsonl: line 3, column 'answer' is a number where line 1 has a string"],
+        False,
+    ),
+    (
+        "null and blank prompts",
+        ["data=jsonl", f"data.path={FAULTS / 'null_prompt.jsonl'}"],
+        ["null_prompt.jsonl: the prompt (column 'prompt') is null or empty on line(s) 2, 4"],
+        False,
+    ),
+    ("unreadable data file", ["data=jsonl", "data.path=/proc/self/mem"], ["/proc/self/mem cannot be read"], False),
 ]
 
 
@@ -115,7 +147,7 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
     from grpolab.train.models import tiny_model_dir
 
-    tiny = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml").tiny
+    tiny = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml").model.tiny
     source = tiny_model_dir(dict(tiny), seed=42)
     root = tmp_path_factory.mktemp("models")
 
@@ -183,11 +215,14 @@ def test_bad_input_is_refused_with_one_clear_message(
         assert record["error"] and record["error"] in message
 
 
-def test_a_late_error_shows_its_traceback_with_hydra_full_error(model_dirs: dict[str, str], tmp_path: Path) -> None:
-    overrides = [f"model.path={model_dirs['pickled']}", f"hydra.run.dir={tmp_path / 'run'}"]
+def test_a_late_error_shows_its_traceback_with_hydra_full_error(
+    model_dirs: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRPOLAB_TEST_SUBPROCESS", "1")  # the traceback a real process prints
+    overrides = [f"model.path={model_dirs['no_template']}", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = run_train(*SMOKE, *overrides, env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode != 0
-    assert "Traceback" in proc.stderr and "pytorch_model.bin" in proc.stderr
+    assert "Traceback" in proc.stderr and "no chat template" in proc.stderr
 
 
 def test_allowed_targets_lets_a_trusted_package_in(tmp_path: Path) -> None:
@@ -204,3 +239,31 @@ def test_allowed_targets_lets_a_trusted_package_in(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "not allowed" not in output
     assert "'judge'" in output or "reward.judge" in output, output
+
+
+def test_three_mistakes_are_reported_together(tmp_path: Path) -> None:
+    """Validate once, report all: one `Error:` line heads a numbered list naming each key, nothing runs."""
+    bad = ["trainer.learning_rate=nan", "trainer.top_p=0", "seed=-1"]
+    proc = run_train(*SMOKE, *bad, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert the_message(proc.stderr) == "Error: 3 problems in the config; fix them all, then run again:"
+    listed = [line for line in proc.stderr.splitlines() if line.startswith("  ") and "problem" not in line]
+    assert [line.split(". ", 1)[0].strip() for line in listed] == ["1", "2", "3"], proc.stderr
+    for key in ("seed=-1", "trainer.learning_rate=nan", "trainer.top_p=0"):
+        assert sum(key in line for line in listed) == 1, (key, listed)
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+@pytest.mark.parametrize(("damaged", "text"), [("run.json", "{not json"), ("config.yaml", "model: [unclosed\n")])
+def test_damaged_resume_target_names_the_file(damaged: str, text: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"status": "interrupted"}))
+    (run_dir / "config.yaml").write_text("seed: 1\n")
+    (run_dir / damaged).write_text(text)
+    proc = run_train(*SMOKE, f"resume={run_dir}")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr
+    message = the_message(proc.stderr)
+    assert str(run_dir / damaged) in message and "Restore it" in message, message

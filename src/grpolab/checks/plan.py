@@ -29,11 +29,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from grpolab.checks.prompt_tokens import PROMPT_TOKENS, prompt_tokens
 from grpolab.errors import UserError
 from grpolab.rundir import runinfo
 
 GIB = 2**30
-PROMPT_TOKENS = 512  # assumed prompt length: no prompt-length setting exists (TRL 1.16 does not truncate)
 USABLE = 0.9  # share of GPU memory a plan may fill; the rest: CUDA context, NCCL buffers, fragmentation
 
 
@@ -143,14 +143,13 @@ def meta_arch(model_cfg: DictConfig) -> Arch:
     return read_arch(model)
 
 
-def setup_of(cfg: DictConfig) -> Setup:
-    """The `Setup` a composed (and hardware-resolved) config describes."""
+def setup_of(cfg: DictConfig, prompt: int = PROMPT_TOKENS) -> Setup:
+    """The `Setup` a composed (and hardware-resolved) config describes, for prompts of ``prompt`` tokens."""
     hw, t, m = cfg.hardware, cfg.trainer, cfg.model
     world = hw.num_processes * hw.num_machines
     cuda = hw.accelerator == "cuda"
     weight_bytes = (2 if cuda else 4) if m.dtype == "auto" else (4 if m.dtype == "float32" else 2)
     steps = t.steps_per_generation or t.gradient_accumulation_steps
-    prompt = OmegaConf.select(cfg, "data.max_prompt_length", default=None) or PROMPT_TOKENS
     per_device = t.per_device_train_batch_size
     return Setup(
         world=world,
@@ -252,7 +251,8 @@ def suggestions(a: Arch, s: Setup, cfg: DictConfig, budget: float) -> list[dict[
 
 def build_plan(cfg: DictConfig, a: Arch) -> dict[str, Any]:
     """The plan.json record: parameters, per-GPU GiB of every item, the verdict and what to change."""
-    s, hw = setup_of(cfg), cfg.hardware
+    prompt, prompt_from = prompt_tokens(cfg)
+    s, hw = setup_of(cfg, prompt), cfg.hardware
     est = estimate(a, s)
     gpu = hw.accelerator == "cuda"
     budget = hw.gpu_memory_gb * GIB * USABLE
@@ -266,7 +266,7 @@ def build_plan(cfg: DictConfig, a: Arch) -> dict[str, Any]:
             **{k: hw[k] for k in ("name", "accelerator", "num_processes", "num_machines", "zero_stage", "offload")},
             **{"precision": hw.precision, "world_size": s.world, "gpu_memory_gb": hw.gpu_memory_gb},
         },
-        "assumptions": asdict(s) | {"prompt_tokens_assumed": s.prompt == PROMPT_TOKENS, "usable_share": USABLE},
+        "assumptions": asdict(s) | {"prompt_tokens_from": prompt_from, "usable_share": USABLE},
         "per_gpu_gb": {k: round(v / GIB, 3) for k, v in est.items()},
         "activations_gb": {k: round(activations(a, s, k == "with") / GIB, 3) for k in ("with", "without")},
         "cpu_offload_gb_per_machine": round(offloaded / s.machines / GIB, 2) if s.offload else 0.0,
@@ -301,7 +301,8 @@ def table(plan: dict[str, Any]) -> str:
         (f"peak per {unit}", g["peak"]),
     ]
     width = max(len(label) for label, _ in rows)
-    assumed = " (assumed)" if s["prompt_tokens_assumed"] else ""
+    source = plan["assumptions"].get("prompt_tokens_from", "assumed")
+    assumed = {"assumed": " (assumed)", "measured": " (longest, measured)"}.get(source, f" ({source})")
     n = plan["parameters"]
     count = f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
     lines = [

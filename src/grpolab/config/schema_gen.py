@@ -33,6 +33,9 @@ OWNED_ELSEWHERE: dict[str, str] = {
     "push_to_hub": "the top-level `push_to_hub`",
     "hub_model_id": "hub.repo_id",
     "hub_token": "the HF_TOKEN environment variable",
+    "activation_checkpointing": "model.gradient_checkpointing (the model group)",
+    "gradient_checkpointing": "model.gradient_checkpointing (the model group)",
+    "gradient_checkpointing_kwargs": "trainer.activation_checkpointing_kwargs (TRL's deprecated alias)",
 }
 
 _SIMPLE = (bool, int, float, str)
@@ -66,6 +69,17 @@ def _default(value: object) -> str:
     return repr(value)
 
 
+def _choices(f: dataclasses.Field) -> tuple[str, ...] | None:  # type: ignore[type-arg]
+    """The values a field allows, from its metadata (``choices``) or its enum type; None when open."""
+    listed = f.metadata.get("choices")
+    if listed:
+        return tuple(str(c) for c in listed)
+    for arg in typing.get_args(f.type):
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return tuple(str(m.value) for m in arg)
+    return None
+
+
 def render() -> str:
     """Return the source of ``trainer_schema.py`` for the installed trl."""
     import trl
@@ -90,9 +104,12 @@ def render() -> str:
         '    """Every GRPOConfig field with TRL\'s own default; set yours in conf/trainer/*.yaml."""',
         "",
     ]
+    choices: dict[str, tuple[str, ...]] = {}
     for f in dataclasses.fields(trl.GRPOConfig):
         if not f.init or f.name in OWNED_ELSEWHERE or f.name.startswith("_"):
             continue
+        if _choices(f):
+            choices[f.name] = _choices(f)  # type: ignore[assignment]
         ann = _annotation(f.type)
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
@@ -105,6 +122,9 @@ def render() -> str:
             if ann == "Any" and not (default is None or isinstance(default, (*_SIMPLE, enum.Enum))):
                 continue
             lines.append(f"    {f.name}: {ann} = {_default(default)}")
+    lines += ["", "", "# Allowed values, from GRPOConfig's field metadata (`choices`) and enum types.", "CHOICES = {"]
+    lines += [f"    {name!r}: {values!r}," for name, values in choices.items()]
+    lines.append("}")
     return "\n".join(lines) + "\n"
 
 

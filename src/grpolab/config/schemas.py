@@ -67,6 +67,7 @@ class DataSchema:
     system_prompt: str | None = None
     columns: list[str] = field(default_factory=list)  # more columns handed to the rewards (code: tests, entry_point)
     max_examples: int | None = None  # keep the first N after shuffling with `seed`
+    max_prompt_tokens: int | None = None  # longest prompt (chat template included), for plan=true; None: measured
     # evaluation prompts (grpolab.train.data.build_datasets): a JSONL file, a split of the hub dataset, or held out
     eval_path: str | None = None  # JSONL with the same columns
     eval_split: str | None = None  # hub datasets: e.g. test
@@ -173,6 +174,10 @@ class TrainerNode(TrainerSchema):
 
     save_on_interrupt: bool = True  # Ctrl-C / SIGTERM: save a checkpoint at the step boundary, then stop
     dynamic_sampling: DynamicSamplingSchema = field(default_factory=DynamicSamplingSchema)
+    # activation checkpointing is the model group's fact (model.gradient_checkpointing); these two names
+    # stay only so that `trainer.<name>=` is answered with that, by grpolab.config.checks_trainer
+    activation_checkpointing: Any = None
+    gradient_checkpointing: Any = None
 
 
 @dataclass

@@ -37,10 +37,7 @@ class TrainerSchema:
     bf16_full_eval: bool = False
     fp16_full_eval: bool = False
     tf32: bool | None = None
-    activation_checkpointing: bool | None = None
     activation_checkpointing_kwargs: Any = None
-    gradient_checkpointing: bool = True
-    gradient_checkpointing_kwargs: Any = None
     torch_compile: bool = False
     torch_compile_backend: str | None = None
     torch_compile_mode: str | None = None
@@ -193,3 +190,19 @@ class TrainerSchema:
     transformers_continuous_batching_config: Any = None
     use_transformers_paged: bool = False
     vllm_importance_sampling_cap: float | None = None
+
+
+# Allowed values, from GRPOConfig's field metadata (`choices`) and enum types.
+CHOICES = {
+    'lr_scheduler_type': ('linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup', 'inverse_sqrt', 'reduce_lr_on_plateau', 'cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay', 'greedy'),
+    'optim': ('adamw_torch', 'adamw_torch_fused', 'adamw_torch_xla', 'adamw_torch_npu_fused', 'adafactor', 'adamw_anyprecision', 'adamw_torch_4bit', 'adamw_torch_8bit', 'ademamix', 'sgd', 'adagrad', 'adamw_bnb_8bit', 'adamw_8bit', 'ademamix_8bit', 'lion_8bit', 'lion_32bit', 'paged_adamw_32bit', 'paged_adamw_8bit', 'paged_ademamix_32bit', 'paged_ademamix_8bit', 'paged_lion_32bit', 'paged_lion_8bit', 'rmsprop', 'rmsprop_bnb', 'rmsprop_bnb_8bit', 'rmsprop_bnb_32bit', 'galore_adamw', 'galore_adamw_8bit', 'galore_adafactor', 'galore_adamw_layerwise', 'galore_adamw_8bit_layerwise', 'galore_adafactor_layerwise', 'lomo', 'adalomo', 'grokadamw', 'schedule_free_radam', 'schedule_free_adamw', 'schedule_free_sgd', 'apollo_adamw', 'apollo_adamw_layerwise', 'stable_adamw'),
+    'logging_strategy': ('no', 'steps', 'epoch'),
+    'log_level': ('detail', 'debug', 'info', 'warning', 'error', 'critical', 'passive'),
+    'log_level_replica': ('detail', 'debug', 'info', 'warning', 'error', 'critical', 'passive'),
+    'eval_strategy': ('no', 'steps', 'epoch'),
+    'save_strategy': ('no', 'steps', 'epoch', 'best'),
+    'hub_strategy': ('end', 'every_save', 'checkpoint', 'all_checkpoints'),
+    'dataloader_multiprocessing_context': ('fork', 'spawn', 'forkserver'),
+    'train_sampling_strategy': ('random', 'sequential', 'group_by_length', 'batch_rebalance'),
+    'ddp_backend': ('nccl', 'gloo', 'mpi', 'xccl', 'hccl', 'cncl', 'mccl'),
+}

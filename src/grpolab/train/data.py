@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from grpolab.config.schemas import DataSchema
 from grpolab.errors import UserError
 
 
@@ -33,36 +34,94 @@ def arithmetic_rows(size: int, max_operand: int, operations: list[str], seed: in
     return rows
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file, naming the line of the first line that is not a JSON object."""
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
+def _kind(value: Any) -> str | None:
+    """The JSON type of a value as a column holds it (ints and floats are both numbers; null is none)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(type(value), "value")
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _blank(prompt: Any) -> bool:
+    """A prompt that is null, empty or only whitespace (a model would be trained on the text "None")."""
+    return (
+        prompt is None or (isinstance(prompt, str) and not prompt.strip()) or (isinstance(prompt, list) and not prompt)
+    )
+
+
+def _check_columns(path: Path, numbered: list[tuple[int, dict[str, Any]]], prompt_column: str | None) -> None:
+    """Refuse a column whose rows disagree on its type, and null or empty prompts, naming the lines."""
+    first: dict[str, tuple[str, int]] = {}
+    for number, row in numbered:
+        for key, value in row.items():
+            kind = _kind(value)
+            if kind is None:
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: line {number} is not valid JSON ({e.msg}). Fix or remove that line.") from e
-            if not isinstance(row, dict):
-                raise UserError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object.")
-            rows.append(row)
-    return rows
+            seen = first.setdefault(key, (kind, number))
+            if seen[0] != kind:
+                raise UserError(
+                    f"{path}: line {number}, column {key!r} is {_a(kind)} where line {seen[1]} has {_a(seen[0])}. "
+                    "Give the column one type in every row (e.g. quote numbers as strings)."
+                )
+    if prompt_column is None or prompt_column not in first:
+        return  # no row has the prompt column: the column check names it
+    empty = [number for number, row in numbered if _blank(row.get(prompt_column))]
+    if empty:
+        lines = ", ".join(map(str, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+        raise UserError(
+            f"{path}: the prompt (column {prompt_column!r}) is null or empty on line(s) {lines}. "
+            "Give every row a prompt, or remove those lines."
+        )
 
 
-def _load_rows(data_cfg: Any, seed: int) -> Any:
+def read_jsonl(path: Path, prompt_column: str | None = None) -> list[dict[str, Any]]:
+    """Read a JSONL file; a problem is refused naming the file, the line and the column.
+
+    Checked: the file reads, every line is UTF-8 and one JSON object, each column keeps one type, and
+    (with ``prompt_column``) no prompt is null or empty. Blank lines are skipped.
+    """
+    numbered: list[tuple[int, dict[str, Any]]] = []
+    try:
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UserError(
+                        f"{path}: line {number}, column {e.start + 1}: byte 0x{raw[e.start]:02x} is not UTF-8. "
+                        "Save the file as UTF-8."
+                    ) from e
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError(
+                        f"{path}: line {number} is not valid JSON ({e.msg}, column {e.colno}). Fix or remove that line."
+                    ) from e
+                if not isinstance(row, dict):
+                    raise UserError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object.")
+                numbered.append((number, row))
+    except OSError as e:
+        raise UserError(f"{path} cannot be read ({e.strerror or e}). Check the file and the disk it is on.") from e
+    _check_columns(path, numbered, prompt_column)
+    return [row for _, row in numbered]
+
+
+def _load_rows(data_cfg: DataSchema, seed: int) -> Any:
     from datasets import Dataset, load_dataset
+    from datasets.exceptions import DatasetsError
 
     if data_cfg.source == "arithmetic":
         rows = arithmetic_rows(data_cfg.size, data_cfg.max_operand, list(data_cfg.operations), seed)
         return Dataset.from_list(rows)
-    if data_cfg.source == "jsonl":
-        if not data_cfg.path:
-            raise UserError("data.path is required for data=jsonl: data.path=/path/to/prompts.jsonl")
-        path = Path(data_cfg.path).expanduser()
-        if not path.is_file():
-            raise UserError(f"data.path={data_cfg.path!r}: no such file. Point data.path at a JSONL file.")
-        rows = read_jsonl(path)
+    if data_cfg.source == "jsonl":  # data.path is set and a file: grpolab.config.checks_nodes checked it
+        rows = read_jsonl(Path(data_cfg.path).expanduser(), data_cfg.prompt_column)
         if not rows:
             raise UserError(f"data.path={data_cfg.path!r} holds no rows. Give it one JSON object per line.")
         return Dataset.from_list(rows)
@@ -77,7 +136,7 @@ def _load_rows(data_cfg: Any, seed: int) -> Any:
                 kind = "json" if local.suffix in (".jsonl", ".json") else local.suffix.lstrip(".")
                 return load_dataset(kind, data_files=str(local), split="train")
             return load_dataset(str(data_cfg.path), data_cfg.subset, split=data_cfg.split)
-        except (FileNotFoundError, ConnectionError, OSError, ValueError) as e:
+        except (ConnectionError, OSError, ValueError, DatasetsError) as e:  # DatasetsError: e.g. mixed types
             raise UserError(
                 f"data.path={data_cfg.path!r} could not be loaded "
                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
@@ -87,7 +146,7 @@ def _load_rows(data_cfg: Any, seed: int) -> Any:
     raise UserError(f"data.source={data_cfg.source!r} is unknown; use arithmetic, hub, jsonl or humaneval.")
 
 
-def _shape(ds: Any, data_cfg: Any, where: str) -> Any:
+def _shape(ds: Any, data_cfg: DataSchema, where: str) -> Any:
     """Check the configured columns and turn the prompt column into a conversational ``prompt``."""
     columns = list(ds.column_names)
     if data_cfg.prompt_column not in columns:
@@ -108,6 +167,12 @@ def _shape(ds: Any, data_cfg: Any, where: str) -> Any:
         )
     if len(ds) == 0:
         raise UserError(f"{where} has no examples.")
+    empty = [i + 1 for i, prompt in enumerate(ds[data_cfg.prompt_column]) if _blank(prompt)]
+    if empty:
+        raise UserError(
+            f"{where}: the prompt (column {data_cfg.prompt_column!r}) is null or empty in row(s) "
+            f"{', '.join(map(str, empty[:10]))}{' and more' if len(empty) > 10 else ''}. Drop or fill those rows."
+        )
     system = data_cfg.system_prompt
     prompt_col = data_cfg.prompt_column
 
@@ -127,15 +192,14 @@ def _shape(ds: Any, data_cfg: Any, where: str) -> Any:
     return ds.map(to_chat)
 
 
-def _eval_rows(data_cfg: Any) -> tuple[Any, str] | None:
+def _eval_rows(data_cfg: DataSchema) -> tuple[Any, str] | None:
     """The separate eval data (``data.eval_path`` or ``data.eval_split``) and where it came from, or None."""
     from datasets import Dataset, load_dataset
+    from datasets.exceptions import DatasetsError
 
-    if data_cfg.get("eval_path"):
-        path = Path(data_cfg.eval_path).expanduser()
-        if not path.is_file():
-            raise UserError(f"data.eval_path={data_cfg.eval_path!r}: no such file. Point it at a JSONL file.")
-        return Dataset.from_list(read_jsonl(path)), str(data_cfg.eval_path)
+    if data_cfg.get("eval_path"):  # a file: grpolab.config.checks_nodes checked it
+        rows = read_jsonl(Path(data_cfg.eval_path).expanduser(), data_cfg.prompt_column)
+        return Dataset.from_list(rows), str(data_cfg.eval_path)
     if data_cfg.get("eval_split"):
         if data_cfg.source != "hub":
             raise UserError(
@@ -144,7 +208,7 @@ def _eval_rows(data_cfg: Any) -> tuple[Any, str] | None:
             )
         try:
             ds = load_dataset(str(data_cfg.path), data_cfg.subset, split=data_cfg.eval_split)
-        except (FileNotFoundError, ConnectionError, OSError, ValueError) as e:
+        except (ConnectionError, OSError, ValueError, DatasetsError) as e:  # DatasetsError: e.g. mixed types
             raise UserError(
                 f"data.eval_split={data_cfg.eval_split!r} of {data_cfg.path!r} could not be loaded "
                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]})."
@@ -153,7 +217,7 @@ def _eval_rows(data_cfg: Any) -> tuple[Any, str] | None:
     return None
 
 
-def build_datasets(data_cfg: Any, seed: int) -> tuple[Any, Any | None]:
+def build_datasets(data_cfg: DataSchema, seed: int) -> tuple[Any, Any | None]:
     """The training prompts and the eval prompts (None without an eval split), shaped alike.
 
     The eval prompts are ``data.eval_path`` (JSONL), ``data.eval_split`` (a split of the hub dataset) or,
@@ -162,9 +226,7 @@ def build_datasets(data_cfg: Any, seed: int) -> tuple[Any, Any | None]:
     """
     ds = _load_rows(data_cfg, seed)
     ds = _shape(ds, data_cfg, data_cfg.path or data_cfg.name).shuffle(seed=seed)
-    eval_size = data_cfg.get("eval_size")
-    if eval_size is not None and eval_size < 1:
-        raise UserError(f"data.eval_size={eval_size} must be at least 1 (or null for no held-out prompts).")
+    eval_size = data_cfg.get("eval_size")  # null or at least 1: grpolab.config.checks_nodes checked it
     separate = _eval_rows(data_cfg)
     eval_ds = None
     if separate is not None:
@@ -180,7 +242,7 @@ def build_datasets(data_cfg: Any, seed: int) -> tuple[Any, Any | None]:
     return ds, eval_ds
 
 
-def build_dataset(data_cfg: Any, seed: int) -> Any:
+def build_dataset(data_cfg: DataSchema, seed: int) -> Any:
     """Load the configured data and shape it into a conversational ``prompt`` column plus gold answers.
 
     Prompts held out by ``data.eval_size`` are not among them (see `build_datasets`).

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from grpolab.config.schemas import DataSchema
 from grpolab.errors import UserError
-from grpolab.train.data import arithmetic_rows, build_dataset
+from grpolab.train.data import arithmetic_rows, build_dataset, read_jsonl
 
 
 def data_cfg(**kw: object) -> OmegaConf:
@@ -56,3 +56,54 @@ def test_empty_jsonl_is_refused(tmp_path: Path) -> None:
     path.write_text("\n")
     with pytest.raises(UserError, match="no rows"):
         build_dataset(data_cfg(source="jsonl", path=str(path)), 0)
+
+
+# (file bytes, text the refusal must contain): each names the file, the line and the column
+BROKEN_JSONL = [
+    (b'{"prompt": "a"}\n{"prompt": "caf\xe9"}\n', "line 2, column 16: byte 0xe9 is not UTF-8"),
+    (
+        b'{"prompt": "a", "answer": "1"}\n\n{"prompt": "b", "answer": 2}\n',
+        "line 3, column 'answer' is a number where line 1",
+    ),
+    (
+        b'{"prompt": "a"}\n{"prompt": "b", "x": [1]}\n{"prompt": "c", "x": {"y": 1}}\n',
+        "line 3, column 'x' is an object where line 2 has a list",
+    ),
+    (b'{"prompt": "a"}\n{"prompt": null}\n{"prompt": ""}\n{"prompt": "d"}\n', "null or empty on line(s) 2, 3"),
+    (b'{"prompt": "a"}\n{"answer": "1"}\n', "null or empty on line(s) 2"),
+    (b'{"prompt": "a"}\n{"prompt": "b",}\n', "line 2 is not valid JSON (Expecting property name enclosed in double"),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), BROKEN_JSONL, ids=range(len(BROKEN_JSONL)))
+def test_broken_jsonl_is_refused_naming_file_line_and_column(content: bytes, expected: str, tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=r"p\.jsonl") as raised:
+        build_dataset(data_cfg(source="jsonl", path=str(path), answer_column=None), 0)
+    assert expected in str(raised.value)
+
+
+def test_ints_and_floats_share_a_column(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "a", "w": 1}\n{"prompt": "b", "w": 2.5}\n')
+    assert read_jsonl(path, "prompt") == [{"prompt": "a", "w": 1}, {"prompt": "b", "w": 2.5}]
+
+
+def test_unreadable_file_is_named() -> None:
+    """Reading /proc/self/mem from its start fails with EIO, like a failing disk."""
+    mem = Path("/proc/self/mem")
+    if not mem.exists():
+        pytest.skip("needs Linux's /proc/self/mem to produce an I/O error")
+    with pytest.raises(UserError, match=r"/proc/self/mem cannot be read \(Input/output error\)"):
+        read_jsonl(mem, "prompt")
+
+
+def test_null_prompts_of_other_sources_are_refused_by_row() -> None:
+    from datasets import Dataset
+
+    from grpolab.train.data import _shape
+
+    ds = Dataset.from_list([{"prompt": "a"}, {"prompt": None}, {"prompt": " "}])
+    with pytest.raises(UserError, match=r"hub:x: the prompt \(column 'prompt'\) is null or empty in row\(s\) 2, 3"):
+        _shape(ds, data_cfg(answer_column=None), "hub:x")
