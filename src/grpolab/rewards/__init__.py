@@ -9,7 +9,8 @@ applies its ``on_error`` policy.
 Built in (``conf/reward/<name>.yaml``): ``format``, ``tag_count``, ``accuracy``, ``cosine``,
 ``length``, ``repetition``, ``reasoning_steps``. Rewards that run code or ask elsewhere: ``code``
 (each row's tests in a local sandbox, `grpolab.rewards.code`), ``judge`` (a model behind an
-OpenAI-compatible endpoint, `grpolab.rewards.judge`). Any other function works by ``_target_``,
+OpenAI-compatible endpoint, `grpolab.rewards.judge`), ``remote`` (a reward served elsewhere,
+`grpolab.rewards.serve`). Any other function works by ``_target_``,
 ``trl.rewards.*`` included.
 """
 
@@ -22,6 +23,7 @@ from grpolab.rewards.accuracy import accuracy_reward, cosine_reward
 from grpolab.rewards.code import code_reward
 from grpolab.rewards.judge import judge_reward
 from grpolab.rewards.named import AsyncNamedReward, NamedReward, RewardError, check_scores, is_async, wrap_reward
+from grpolab.rewards.remote import remote_reward
 from grpolab.rewards.style import length_reward, reasoning_steps_reward, repetition_reward
 from grpolab.rewards.tags import format_reward, tag_count_reward
 
@@ -39,6 +41,7 @@ __all__ = [
     "judge_reward",
     "length_reward",
     "reasoning_steps_reward",
+    "remote_reward",
     "repetition_reward",
     "tag_count_reward",
     "wrap_reward",
