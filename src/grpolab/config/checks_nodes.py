@@ -113,17 +113,21 @@ def typed_reward(name: str, entry: Any) -> DictConfig:
     return typed  # type: ignore[return-value]
 
 
-def check_reward(name: str, entry: Any, data: DataSchema, import_target: bool = True) -> Iterator[str]:
+def check_reward(
+    name: str, entry: Any, data: DataSchema, import_target: bool = True, typed: dict[str, DictConfig] | None = None
+) -> Iterator[str]:
     """One `reward.<name>` entry: its keys and weight, a `_target_` that imports, on_error, timeout, gold answers.
 
     With ``import_target`` False the function's module is not imported (a `_target_` outside the
-    allow-list must not run before it is refused).
+    allow-list must not run before it is refused). ``typed`` collects the entry typed by RewardSchema.
     """
     try:
         spec = typed_reward(name, entry)
     except UserError as e:
         yield str(e)
         return
+    if typed is not None:
+        typed[name] = spec
     fn = entry.fn  # the entry itself, so that its ${data.*} interpolations resolve
     if not isinstance(fn, DictConfig) or "_target_" not in fn:
         yield f"reward.{name}.fn needs a _target_ naming the function, e.g. {{_target_: pkg.mod.fn, _partial_: true}}."
@@ -159,12 +163,14 @@ def _code_columns(name: str, fn: DictConfig, data: DataSchema) -> Iterator[str]:
             )
 
 
-def check_rewards(reward: DictConfig, data: DataSchema, import_targets: bool = True) -> Iterator[str]:
-    """At least one reward, and each entry sound."""
+def check_rewards(
+    reward: DictConfig, data: DataSchema, import_targets: bool = True, typed: dict[str, DictConfig] | None = None
+) -> Iterator[str]:
+    """At least one reward, and each entry sound (``typed`` collects them typed, defaults filled in)."""
     if not reward:
         yield "no reward selected: pass reward=format or 'reward=[format,accuracy]'."
     for name in list(reward):
-        yield from check_reward(str(name), reward[name], data, import_targets)
+        yield from check_reward(str(name), reward[name], data, import_targets, typed)
 
 
 def check_hardware(hw: HardwareSchema) -> Iterator[str]:

@@ -77,8 +77,10 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
     return container
 
 
-def problems(cfg: DictConfig) -> list[str]:
+def problems(cfg: DictConfig, typed_rewards: dict[str, DictConfig] | None = None) -> list[str]:
     """Every problem of a composed config, one sentence each, node by node (empty: valid).
+
+    ``typed_rewards`` (when given) collects each `reward.<name>` entry typed by RewardSchema.
 
     Raises:
         UserError: a mandatory value is missing or an interpolation does not resolve (nothing else can be
@@ -99,7 +101,7 @@ def problems(cfg: DictConfig) -> list[str]:
         *check_data(cfg.data),
         *check_trainer(cfg.trainer, world),
         *check_hardware(cfg.hardware),
-        *check_rewards(cfg.reward, cfg.data, import_targets=not refused_targets),
+        *check_rewards(cfg.reward, cfg.data, import_targets=not refused_targets, typed=typed_rewards),
         *check_eval(cfg.eval, cfg.data, cfg.trainer, rewards, world),
         *check_rollouts(cfg.rollouts),
         *check_algorithm(cfg.trainer, rewards, world),
@@ -116,11 +118,18 @@ def report(found: list[str]) -> str:
     return f"{len(found)} problems in the config; fix them all, then run again:\n{lines}"
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check everything that can be known before loading a model; raise one `UserError` listing every problem."""
-    found = problems(cfg)
+def validate(cfg: DictConfig) -> dict[str, DictConfig]:
+    """Check everything that can be known before loading a model; raise one `UserError` listing every problem.
+
+    Returns:
+        Each `reward.<name>` entry typed by RewardSchema (defaults filled in), ready to freeze: the
+        launcher need not type them again.
+    """
+    typed: dict[str, DictConfig] = {}
+    found = problems(cfg, typed)
     if found:
         raise UserError(report(found))
+    return typed
 
 
 def check_output_dir(run_dir: Path) -> None:

@@ -169,3 +169,10 @@ def test_model_path_is_checked_before_any_model_loads(tmp_path: Path) -> None:
     assert len(found) == 1 and "only pickled weights (pytorch_model.bin)" in found[0]
     found = problems(composed(f"model.path={tmp_path / 'nothing'}"))
     assert len(found) == 1 and "is not a directory" in found[0]
+
+
+def test_validate_hands_back_the_rewards_typed() -> None:
+    """The launcher freezes these instead of typing each reward a second time."""
+    typed = validate(composed("+reward.format.timeout_s=5"))
+    assert list(typed) == ["format", "tag_count"]
+    assert typed["format"].timeout_s == 5 and typed["format"].on_error == "raise"  # a RewardSchema default
