@@ -82,10 +82,19 @@ class BestCheckpoint(TrainerCallback):
         if state.global_step and saved.is_file():
             record = json.loads(saved.read_text())
             self.best, self.stale = record["best"], record["stale"]
+        for b in list(self.best):  # pruned by a later checkpoint that is not the one resumed: bring it back
+            folder, kept = self.run_dir / f"checkpoint-{b['step']}", self.run_dir / BEST_DIR / f"checkpoint-{b['step']}"
+            if not kept.is_dir() and state.is_world_process_zero and folder.is_dir():
+                link_tree(folder, kept)
+            elif not kept.is_dir() and not folder.is_dir():
+                log.warning("best checkpoint at step %d is gone (rotated); it leaves the record", b["step"])
+                self.best.remove(b)
         if state.is_world_process_zero:
             for folder in (self.run_dir / BEST_DIR).glob("checkpoint-*"):
                 if int(folder.name.split("-")[1]) not in {b["step"] for b in self.best}:
                     shutil.rmtree(folder, ignore_errors=True)
+            if self.best:
+                self._mark()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
         """Remember the metric's latest value; refuse it at the first evaluation that does not log it."""
@@ -133,9 +142,13 @@ class BestCheckpoint(TrainerCallback):
         for existing in best_dir.glob("checkpoint-*"):
             if int(existing.name.split("-")[1]) not in kept:
                 shutil.rmtree(existing, ignore_errors=True)
+        self._mark()
+
+    def _mark(self) -> None:
+        """The best.json marker of each kept checkpoint (its rank changes as better ones arrive) and run.json."""
         for rank, b in enumerate(self.best, start=1):
             marker = {"metric": self.metric, "value": b["value"], "step": b["step"], "rank": rank}
-            path = best_dir / f"checkpoint-{b['step']}" / MARKER
+            path = self.run_dir / BEST_DIR / f"checkpoint-{b['step']}" / MARKER
             path.unlink(missing_ok=True)  # a hard link: write a new file, never into the checkpoint's
             path.write_text(json.dumps(marker) + "\n")
         runinfo.update_run(self.run_dir, best=self.summary())

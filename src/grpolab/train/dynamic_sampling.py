@@ -131,6 +131,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         self.ds_max_rounds = int(dynamic_sampling.max_gen_batches)
         self.ds_column = None if self.ds_metric == "reward" else self.reward_func_names.index(self.ds_metric)
         self._ds_rewards: torch.Tensor | None = None
+        self.ds_last_batch: dict[str, Any] | None = None
 
     def _calculate_rewards(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         rewards = super()._calculate_rewards(*args, **kwargs)
@@ -187,6 +188,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         loss_mask = result["completion_mask"] * result.get("tool_mask", 1)
         result["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
         self._log_rounds(rounds, dropped_groups, int(counts.clamp(max=quota).sum()), world * quota)
+        self.ds_last_batch = result  # the trained batch in group order (TRL shuffles its rows next)
         return result
 
     def _log_rounds(self, rounds: int, dropped: int, kept: int, wanted: int) -> None:
