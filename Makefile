@@ -7,7 +7,7 @@ ARGS ?=
 # two workers: the suite is mostly single-threaded tiny trainings in subprocesses (one file per worker)
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: train test lint format bench setup clean
+.PHONY: browser train test lint format bench setup clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# headless Chromium from Debian's packages, for the completions-page test (root; skipped when present)
+browser:
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -215,3 +215,7 @@ def start(cfg: DictConfig) -> float | None:
         fail(failure_message(e, run_dir), e)
     finally:
         claim.release()
+        if not cfg.plan:
+            from grpolab.rundir.overview import print_summary
+
+            print_summary(run_dir)  # how it ended, where it is and what to do next, failures included

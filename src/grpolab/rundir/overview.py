@@ -104,7 +104,7 @@ def facts(run_dir: Path) -> dict[str, Any]:
         "model": ((cfg.get("model") or {}).get("name")) or "?",
         "rewards": rewards,
         "steps": record.get("global_step") or (train_rows(history)[-1]["step"] if train_rows(history) else 0),
-        "max_steps": trainer.get("max_steps"),
+        "max_steps": trainer["max_steps"] if (trainer.get("max_steps") or 0) > 0 else None,
         "objective": objective,
         "objective_key": cfg.get("objective") or "reward",
         "wall_s": wall_seconds(record),

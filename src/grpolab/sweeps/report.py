@@ -57,6 +57,23 @@ def _wall_time_s(record: dict[str, Any]) -> float | None:
     return round((stop - dt.datetime.fromisoformat(start)).total_seconds(), 1)
 
 
+def completions_page(job_dir: Path) -> str | None:
+    """The job's completions page (rollouts.html), written when missing or older than its archive; None: none."""
+    from grpolab.rundir.rollouts_html import PAGE, write_page
+
+    parts = sorted((job_dir / "rollouts").glob("step-*.parquet"))
+    page = job_dir / PAGE
+    if not parts:
+        return None
+    if not page.is_file() or page.stat().st_mtime < max(p.stat().st_mtime for p in parts):
+        try:
+            write_page(job_dir)
+        except Exception as e:  # a page is a convenience: the report goes on without it
+            print(f"grpolab: no completions page for {job_dir}: {e!r}", file=sys.stderr)
+            return None
+    return PAGE
+
+
 def read_job(job_dir: Path, sweep_dir: Path, objective_key: str, tail: float) -> dict[str, Any]:
     """One job's row: number, overrides, status, objective, final metrics, steps, wall time, card."""
     from grpolab.rundir.results import read_metrics, run_objective
@@ -77,6 +94,7 @@ def read_job(job_dir: Path, sweep_dir: Path, objective_key: str, tail: float) ->
         "steps": record.get("global_step"),
         "wall_time_s": _wall_time_s(record),
         "card": (job_dir / "README.md").is_file(),
+        "completions": completions_page(job_dir) if record.get("status") in FINISHED else None,
         "history": history,
     }
 
