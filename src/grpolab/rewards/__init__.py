@@ -10,8 +10,8 @@ Built in (``conf/reward/<name>.yaml``): ``format``, ``tag_count``, ``accuracy``,
 ``length``, ``repetition``, ``reasoning_steps``. Rewards that run code or ask elsewhere: ``code``
 (each row's tests in a local sandbox, `grpolab.rewards.code`), ``judge`` (a model behind an
 OpenAI-compatible endpoint, `grpolab.rewards.judge`), ``remote`` (a reward served elsewhere,
-`grpolab.rewards.serve`). Any other function works by ``_target_``,
-``trl.rewards.*`` included.
+`grpolab.rewards.serve`), ``model`` (a sequence-classification reward model). Any other function
+works by ``_target_``, ``trl.rewards.*`` included.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from grpolab.rewards.code import code_reward
 from grpolab.rewards.judge import judge_reward
 from grpolab.rewards.named import AsyncNamedReward, NamedReward, RewardError, check_scores, is_async, wrap_reward
 from grpolab.rewards.remote import remote_reward
+from grpolab.rewards.reward_model import model_reward
 from grpolab.rewards.style import length_reward, reasoning_steps_reward, repetition_reward
 from grpolab.rewards.tags import format_reward, tag_count_reward
 
@@ -40,6 +41,7 @@ __all__ = [
     "is_async",
     "judge_reward",
     "length_reward",
+    "model_reward",
     "reasoning_steps_reward",
     "remote_reward",
     "repetition_reward",
