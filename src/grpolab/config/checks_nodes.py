@@ -75,6 +75,9 @@ def check_data(data: DataSchema) -> Iterator[str]:
         yield f"data.max_examples={data.max_examples} must be at least 1, or null for every example."
     if data.source == "arithmetic" and (data.size < 1 or data.max_operand < 0):
         yield f"data.size={data.size} must be at least 1 and data.max_operand={data.max_operand} at least 0."
+    unknown = [op for op in data.operations if op not in ("+", "-", "*")]
+    if data.source == "arithmetic" and (unknown or not data.operations):
+        yield f"data.operations={list(data.operations)}: use one or more of '+', '-', '*'."
     if data.max_prompt_tokens is not None and data.max_prompt_tokens < 1:
         yield f"data.max_prompt_tokens={data.max_prompt_tokens} must be at least 1, or null to measure the prompts."
     if data.eval_path and data.eval_split:
