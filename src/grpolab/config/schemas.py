@@ -135,7 +135,7 @@ class HardwareSchema:
 class LoggerSchema:
     """Experiment tracker; `none` still writes metrics.jsonl and train.log into the run directory."""
 
-    name: str = "none"  # none | wandb | tensorboard
+    name: str = "none"  # none | wandb | tensorboard | trackio | mlflow
     project: str = "grpolab"
     entity: str | None = None
     mode: str = "auto"  # wandb: auto (online when a key and the network are there) | online | offline

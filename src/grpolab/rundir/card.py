@@ -198,7 +198,21 @@ def _tracker(cfg: DictConfig, record: dict[str, Any], run_dir: Path) -> dict[str
         "run_id": run_id,
         "project": cfg.logger.project,
         "dir": str(run_dir.resolve()),
+        "record": _tracker_record(record),  # trackio's run and database, mlflow's store (grpolab.train.trackers)
     }
+
+
+def _tracker_record(record: dict[str, Any]) -> dict[str, Any]:
+    """run.json's ``tracker``, with the command that opens an MLflow store."""
+    tracker = dict(record.get("tracker") or {})
+    uri = str(tracker.get("uri") or "")
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        tracker["ui"] = f"mlflow ui --backend-store-uri {unquote(urlparse(uri).path)}"
+    elif uri:
+        tracker["ui"] = f"mlflow ui --backend-store-uri {uri}"
+    return tracker
 
 
 def _quick_start(cfg: DictConfig, record: dict[str, Any], run_dir: Path) -> dict[str, Any]:

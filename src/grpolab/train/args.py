@@ -8,7 +8,6 @@ hardware option), the tracker (the logger option) and activation checkpointing (
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +68,15 @@ def grpo_config(cfg: DictConfig, run_dir: Path, reward_weights: list[float]) -> 
     """Build `trl.GRPOConfig` from the trainer node plus the facts other groups own."""
     from trl import GRPOConfig
 
+    from grpolab.train.trackers import grpo_args
+
     hw = cfg.hardware
     return GRPOConfig(
         **trainer_overrides(cfg.trainer),
         output_dir=str(run_dir),
         seed=cfg.seed,
         data_seed=cfg.seed,
-        run_name=cfg.name,
+        **grpo_args(cfg.logger, run_dir, cfg.name),  # run_name, and trackio's project (no Space)
         reward_weights=reward_weights,
         report_to=report_to(cfg.logger),
         use_cpu=hw.accelerator == "cpu",
@@ -95,9 +96,7 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
     from grpolab.train.console import quiet_third_party
 
     quiet_third_party(cfg.verbose)
-    if cfg.logger.name == "wandb":
-        from grpolab.train.trackers import configure_wandb
+    if cfg.logger.name != "none":
+        from grpolab.train.trackers import configure
 
-        configure_wandb(cfg.logger, run_dir)
-    if cfg.logger.name == "tensorboard":
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
+        configure(cfg.logger, run_dir, cfg.name)
