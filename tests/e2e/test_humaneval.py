@@ -26,3 +26,6 @@ def test_two_steps_on_humaneval_with_the_code_reward_complete(tmp_path: Path) ->
     assert counted, "the sandbox's outcomes reach the metrics"
     last = counted[-1]
     assert last["rewards/code/failed"] + last["rewards/code/crashed"] + last["rewards/code/timed_out"] >= 8
+    card = (run_dir / "README.md").read_text()
+    assert "HumanEval" in card
+    assert "`code` (code, local sandbox, timeout 3 s): passed" in card

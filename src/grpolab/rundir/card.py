@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from grpolab import redaction
+from grpolab.rewards.kinds import outside_rewards
 from grpolab.rundir import results, runinfo
 
 CARD = "README.md"
@@ -300,6 +301,7 @@ def summarize(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "rewards": redaction.obj(_rewards(cfg)),  # a judge's api_key is a parameter too
         "reward_faults": _reward_faults(cfg, history),
+        "outside_rewards": redaction.obj(outside_rewards(cfg.reward, history)),  # code, judge, remote, model
         "quick_start": _quick_start(cfg, record, run_dir),
         "choices": _choices(cfg, run_dir),
         "hyperparameters": _hyperparameters(cfg, world_size, step),

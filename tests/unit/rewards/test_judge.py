@@ -23,6 +23,7 @@ from conftest import REPO
 
 import grpolab.rewards.http
 import grpolab.rewards.judge
+import grpolab.rewards.kinds
 from grpolab import redaction
 from grpolab.rewards import RewardError, judge_reward
 from grpolab.rewards.judge import COUNTS, parse_score
@@ -30,7 +31,7 @@ from grpolab.rewards.judge import COUNTS, parse_score
 COMPLETIONS = ["The answer is 4.", "5", "I don't know.", "2 + 2 = 4, so 4."]
 
 
-@pytest.mark.parametrize("module", [grpolab.rewards.http, grpolab.rewards.judge])
+@pytest.mark.parametrize("module", [grpolab.rewards.http, grpolab.rewards.judge, grpolab.rewards.kinds])
 def test_docstring_examples(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
 
