@@ -110,3 +110,20 @@ def test_trainer_schema_matches_installed_trl() -> None:
     from grpolab.config import schema_gen
 
     assert schema_gen.main(["--check"]) == 0, "run `python -m grpolab.config.schema_gen` after upgrading trl"
+
+
+def test_grpo_choices_match_what_trl_documents() -> None:
+    """The hand table of GRPO's string values fails loudly when a TRL upgrade adds or drops one."""
+    import dataclasses
+    import re
+
+    import trl
+
+    from grpolab.config.checks_trainer import GRPO_CHOICES
+
+    helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(trl.GRPOConfig)}
+    for name, values in GRPO_CHOICES.items():
+        missing = [v for v in values if not re.search(rf"[`']{v}[`']", helps[name])]
+        assert not missing, f"trl {trl.__version__} no longer documents {name}={missing}"
+    listed = re.search(r"Supported values are (.*?)\.", helps["loss_type"])
+    assert listed and set(re.findall(r"'(\w+)'", listed.group(1))) == set(GRPO_CHOICES["loss_type"])
