@@ -131,6 +131,8 @@ def _load_rows(data_cfg: DataSchema, seed: int) -> Any:
         return Dataset.from_list(humaneval_rows())
     if data_cfg.source == "hub":
         local = Path(str(data_cfg.path)).expanduser()
+        if local.is_file() and local.suffix == ".jsonl":  # read here: its errors name the line and column
+            return Dataset.from_list(read_jsonl(local, data_cfg.prompt_column))
         try:
             if local.is_file():
                 kind = "json" if local.suffix in (".jsonl", ".json") else local.suffix.lstrip(".")

@@ -107,3 +107,15 @@ def test_null_prompts_of_other_sources_are_refused_by_row() -> None:
     ds = Dataset.from_list([{"prompt": "a"}, {"prompt": None}, {"prompt": " "}])
     with pytest.raises(UserError, match=r"hub:x: the prompt \(column 'prompt'\) is null or empty in row\(s\) 2, 3"):
         _shape(ds, data_cfg(answer_column=None), "hub:x")
+
+
+def test_a_local_jsonl_copy_of_a_hub_dataset_is_read_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "copy.jsonl"
+    path.write_text('{"question": "1+1?", "answer": "2"}\n{"question": null, "answer": "3"}\n')
+    cfg = data_cfg(source="hub", path=str(path), prompt_column="question")
+    with pytest.raises(
+        UserError, match=r"copy\.jsonl: the prompt \(column 'question'\) is null or empty on line\(s\) 2"
+    ):
+        build_dataset(cfg, 0)
+    path.write_text('{"question": "1+1?", "answer": "2"}\n')
+    assert build_dataset(cfg, 0)[0]["answer"] == "2"
