@@ -34,7 +34,7 @@ CSV = "summary.csv"
 PLOT = "sweep.png"
 CONFIG_CSV, CONFIG_PLOT = "configurations.csv", "configurations.png"
 TEMPLATES = Path(__file__).parent / "templates"
-FINISHED = ("completed", "failed", "interrupted")
+FINISHED = ("completed", "failed", "interrupted", "cancelled", "not started")  # a Slurm job may never start
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -59,12 +59,14 @@ def _wall_time_s(record: dict[str, Any]) -> float | None:
 
 def completions_page(job_dir: Path) -> str | None:
     """The job's completions page (rollouts.html), written when missing or older than its archive; None: none."""
-    from grpolab.rundir.rollouts_html import PAGE, write_page
-
     parts = sorted((job_dir / "rollouts").glob("step-*.parquet"))
-    page = job_dir / PAGE
     if not parts:
         return None
+    try:
+        from grpolab.rundir.rollouts_html import PAGE, write_page
+    except RuntimeError:  # the final report of a failed sweep is written at exit, when torch can no longer load
+        return "rollouts.html" if (job_dir / "rollouts.html").is_file() else None
+    page = job_dir / PAGE
     if not page.is_file() or page.stat().st_mtime < max(p.stat().st_mtime for p in parts):
         try:
             write_page(job_dir)
@@ -295,6 +297,9 @@ class SweepReport(Callback):
         # import what rendering needs now: modules imported during interpreter exit cannot register atexit hooks
         import jinja2  # noqa: F401
         from matplotlib.backends import backend_agg  # noqa: F401
+
+        from grpolab.rundir import card  # noqa: F401  (it imports concurrent.futures.process, which registers one)
+        from grpolab.sweeps import seeds  # noqa: F401
 
         atexit.register(self._at_exit)
 

@@ -108,6 +108,27 @@ def test_resources_come_from_the_hardware_option() -> None:
     assert resources(hw, {**CONF, "gres": "gpu:a100:8"})["gres"] == "gpu:a100:8"
 
 
+def test_defaults_come_from_the_hardware_option_and_fit_a_small_node() -> None:
+    from omegaconf import OmegaConf
+
+    defaults = {**CONF, "cpus_per_process": None, "mem_gb_per_process": None}
+    cpu = resources(
+        OmegaConf.create({"accelerator": "cpu", "num_processes": 1, "num_machines": 1, "torch_threads": 1}), defaults
+    )
+    assert (cpu["cpus_per_task"], cpu["mem"]) == (1, "4GB")  # hardware=cpu: one thread, a few GB
+    assert cpu["setup"][0] == "export OMP_NUM_THREADS=1"
+    two = resources(
+        OmegaConf.create({"accelerator": "cpu", "num_processes": 2, "num_machines": 1, "torch_threads": None}), defaults
+    )
+    assert (two["cpus_per_task"], two["mem"]) == (2, "8GB")
+    gpu = resources(OmegaConf.create({"accelerator": "cuda", "num_processes": 2, "num_machines": 1}), defaults)
+    assert (gpu["cpus_per_task"], gpu["mem"], gpu["gpus_per_node"]) == (16, "64GB", 2)
+    assert "mem" not in resources(
+        OmegaConf.create({"accelerator": "cpu", "num_processes": 1, "num_machines": 1}),
+        {**defaults, "mem_gb_per_process": 0},
+    )
+
+
 def test_extra_sbatch_lines() -> None:
     assert sbatch_options(["#SBATCH --exclusive", "--comment grpo", "--mail-user=a@b.c"]) == {
         "exclusive": True,
