@@ -7,7 +7,8 @@ row names an entry point. It scores 1.0 when that runs to the end, else 0.0; wit
 the fraction of ``check``'s asserts that hold. Programs run in parallel, one process each
 (`grpolab.rewards.sandbox`); one that hangs, crashes or runs out of memory scores 0.0 and is
 counted, as ``rewards/<name>/timed_out``, ``crashed``, ``passed`` and ``failed`` (totals so far in
-this process), and each completion's outcome goes to TRL's completions table as ``<name>_outcome``.
+this process, preflight's completions included), and each completion's outcome goes to TRL's
+completions table as ``<name>_outcome``.
 """
 
 from __future__ import annotations

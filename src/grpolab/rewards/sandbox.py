@@ -85,6 +85,16 @@ class Result:
     seconds: float = 0.0
 
 
+def default_workers() -> int:
+    """The CPUs this process may use, shared with the other training processes on this machine.
+
+    >>> default_workers() >= 1
+    True
+    """
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)  # torchrun: processes on this machine
+    return max(1, len(os.sched_getaffinity(0)) // max(1, local))
+
+
 def _uid_block() -> list[int] | None:
     """The 64 user ids this process may give its sandboxes, or None where the user namespace lacks them."""
     first = _UID_BASE + (os.getpid() % 0x200000) * 64
@@ -137,7 +147,8 @@ class Sandbox:
 
     Args:
         limits: What each program may use.
-        workers: Programs run at once; None: the CPUs this process may use.
+        workers: Programs run at once; None: the CPUs this process may use, divided among the
+            training processes on this machine (`default_workers`).
         allow_network: Run without network isolation where the machine cannot provide it (say so
             explicitly: the code can then reach the network and the loopback interface).
 
@@ -147,7 +158,7 @@ class Sandbox:
 
     def __init__(self, limits: Limits | None = None, workers: int | None = None, allow_network: bool = False) -> None:
         self.limits = limits or Limits()
-        self.workers = workers or len(os.sched_getaffinity(0))
+        self.workers = workers or default_workers()
         self.allow_network = allow_network
         self.root = os.geteuid() == 0
         self.isolate = True
