@@ -5,7 +5,8 @@ What counts as a secret is the config's top-level ``secrets`` node (`grpolab.con
 - the value of every environment variable named in ``secrets.env`` (``HF_TOKEN``,
   ``HUGGING_FACE_HUB_TOKEN``, ``WANDB_API_KEY`` by default);
 - any text matching one of ``secrets.patterns`` (regular expressions: Hugging Face ``hf_...``,
-  OpenAI-style ``sk-...``, GitHub, AWS and Slack tokens by default);
+  OpenAI-style ``sk-...``, GitHub, AWS and Slack tokens, a URL's password and ``?token=``-like query
+  values by default; a pattern's ``(?P<secret>...)`` group, when it has one, is all that is replaced);
 - the value of any config key whose name matches one of ``secrets.key_patterns`` (``token``, ``api_key``,
   ``secret``, ``password``...), wherever it sits (``+reward.judge.fn.api_key=...``).
 
@@ -37,6 +38,8 @@ DEFAULT_PATTERNS = [
     r"github_pat_[A-Za-z0-9_]{20,}",
     r"AKIA[0-9A-Z]{16}",  # AWS access key id
     r"xox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
+    r"://[^\s/?#@:]+:(?P<secret>[^\s/?#@]+)@",  # the password of a URL (https://user:password@host)
+    r"(?i)[?&][\w.-]*(?:token|key|secret|password|passwd|signature|sig|auth)=(?P<secret>[^&#\s\"']+)",  # ?token=
 ]
 DEFAULT_KEYS = [r"(.*[_-])?(token|api[_-]?key|apikey|secret|password|passwd|credentials?)"]
 MIN_LITERAL = 6  # shorter values are redacted by key only: as free text they would match everywhere
@@ -72,7 +75,7 @@ class Redactor:
             for form in {value, json.dumps(value)[1:-1]}:  # raw, and as it reads inside a JSON string
                 text = text.replace(form, REDACTED)
         for pattern in self._patterns:
-            text = pattern.sub(REDACTED, text)
+            text = pattern.sub(_hide, text)
         return text
 
     def override(self, item: str) -> str:
@@ -147,6 +150,15 @@ class Redactor:
             except Exception:  # an unresolvable interpolation is validate's to report
                 pass
         return redactor
+
+
+def _hide(match: re.Match[str]) -> str:
+    """``REDACTED`` for a pattern's match, or for its ``secret`` group only when it has one (a URL's password)."""
+    if "secret" not in match.re.groupindex or match.group("secret") is None:
+        return REDACTED
+    start, end = match.span("secret")
+    whole = match.group(0)
+    return whole[: start - match.start()] + REDACTED + whole[end - match.start() :]
 
 
 _current = Redactor()

@@ -21,7 +21,7 @@ import pytest
 from conftest import assert_ok, run_train
 
 ENV = {"HF_TOKEN": "hf_ENVtokenENVtokenENV0123456789", "WANDB_API_KEY": "0123456789abcdef0123456789abcdef0badc0de"}
-URL_TOKEN = "hf_URLtokenURLtokenURL0123456789"  # inside trainer.vllm_server_base_url
+URL_TOKEN = "plain-url-password-77"  # the password in trainer.vllm_server_base_url: no token pattern, a URL's
 PROJECT_KEY = "sk-PROJECTkeyPROJECTkey0123456789"  # pasted into trainer.project
 JUDGE_KEY = "judge-key-without-a-pattern-42"  # a reward parameter, secret by its key's name
 DATA_TOKEN = "hf_DATAtokenDATAtokenDATA0123456789"  # in the prompts and answers of the data
