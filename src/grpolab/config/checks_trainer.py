@@ -153,8 +153,8 @@ def check_length(trainer: TrainerNode) -> Iterator[str]:
 def check_batch_geometry(trainer: TrainerNode, processes: int) -> Iterator[str]:
     """GRPO's generation batch must split into whole groups of ``num_generations`` completions."""
     g, per_device = trainer.num_generations, trainer.per_device_train_batch_size
-    if g is None or g < 2 or per_device < 1:
-        return  # check_value names these
+    if g is None or g < 2 or per_device < 1 or processes < 1:
+        return  # check_value and check_hardware name these
     if trainer.generation_batch_size is not None and trainer.steps_per_generation is not None:
         yield "set trainer.generation_batch_size or trainer.steps_per_generation, not both (each implies the other)."
         return

@@ -83,6 +83,7 @@ REFUSED: list[tuple[list[str], str]] = [
     (["+trainer.lerning_rate=1e-3"], "trainer.lerning_rate is not a field of trl.GRPOConfig"),
     ([f"data.eval_path={REPO / 'tests/fixtures/gsm8k_sample.jsonl'}", "data.eval_split=test"], "not both"),
     (["hardware.torch_threads=0"], "hardware.torch_threads=0 must be at least 1"),
+    (["trainer.generation_batch_size=32", "hardware.num_processes=0"], "hardware.num_processes and hardware"),
     (["data.operations=[/]"], "data.operations=['/']: use one or more of"),
     (["data.max_prompt_tokens=0"], "data.max_prompt_tokens=0 must be at least 1"),
 ]
