@@ -28,7 +28,7 @@ class TinyModelSchema:
     num_key_value_heads: int = 2
     head_dim: int = 16
     max_position_embeddings: int = 512
-    initializer_range: float = 0.02
+    initializer_range: float = 0.2  # as conf/model/tiny.yaml: a wide init gives the random policy varied outputs
 
 
 @dataclass
@@ -230,7 +230,7 @@ class TrainSchema:
     # (reward = total reward; rewards/format/mean; eval/accuracy, from eval.json for eval_only runs)
     objective: str = "reward"
     plan: bool = False  # print the memory plan and stop
-    preflight: str = "auto"  # auto | only | skip
+    preflight: str = "auto"  # auto | strict (stop without learning signal) | only | skip
     resume: str | None = None  # a run directory to continue
     eval_only: bool = False  # evaluate (resume=<run_dir> or model.path=<dir>) and write eval.json; no training
     eval: EvalSchema = field(default_factory=EvalSchema)

@@ -4,9 +4,10 @@
 
 `format_reward` is all or nothing, so a policy that has never produced the whole format gets no
 signal from it: every completion of a group scores 0 and the GRPO advantage is zero. This reward
-counts the steps of the format a completion takes in order, from its first character, and stops
-at the first step it misses; unlike ``tag_count`` it cannot be maximised by tags in the wrong
-order or by text outside the blocks, and it reaches 1.0 only where ``format`` does.
+counts the steps of the format a completion takes in order, from its first character, up to the
+first step it misses, plus one for stopping right there; unlike ``tag_count`` it cannot be
+maximised by tags in the wrong order or by text outside the blocks, and it reaches 1.0 only where
+``format`` does.
 """
 
 from __future__ import annotations
@@ -17,30 +18,31 @@ from typing import Any
 from grpolab.rewards.text import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, completion_text
 
 _NO_TAG = r"(?:(?!</?think>|</?answer>).)*"
-# Each step as a pattern matched where the previous one ended; the last one must reach the end.
+# The steps in order, each matched where the previous one ended.
 STEPS = (
     re.compile(rf"\s*{THINK_OPEN}"),  # 1. opens with <think> (leading whitespace allowed)
     re.compile(rf"{_NO_TAG}{THINK_CLOSE}", re.DOTALL),  # 2. closes it, no other tag inside
     re.compile(rf"\s*{ANSWER_OPEN}"),  # 3. then <answer>, only whitespace between
-    re.compile(r"(?:(?!</?think>|</?answer>)\s)*(?:(?!</?think>|</?answer>)\S)"),  # 4. the answer has text
+    re.compile(r"\s*(?!</?think>|</?answer>)\S"),  # 4. the answer has text
     re.compile(rf"{_NO_TAG}{ANSWER_CLOSE}", re.DOTALL),  # 5. closed by </answer>, no other tag inside
-    re.compile(r"\s*\Z"),  # 6. nothing but whitespace after it
 )
+_END = re.compile(r"\s*\Z")
+CREDITS = len(STEPS) + 1  # the steps, and stopping right after the last one taken
 
 
-def format_steps(text: str) -> int:
-    """The number of format steps ``text`` takes in order from its start (0 to 6).
+def format_steps(text: str) -> tuple[int, bool]:
+    """The number of format steps ``text`` takes in order from its start, and whether only whitespace follows.
 
     >>> format_steps("<think>x</think><answer>4</answer>"), format_steps("<think>x</think> hi <answer>4</answer>")
-    (6, 2)
+    ((5, True), (2, False))
     """
     pos = 0
     for done, step in enumerate(STEPS):
         match = step.match(text, pos)
         if match is None:
-            return done
+            return done, bool(done) and _END.match(text, pos) is not None
         pos = match.end()
-    return len(STEPS)
+    return len(STEPS), _END.match(text, pos) is not None
 
 
 def format_progress_reward(
@@ -50,14 +52,15 @@ def format_progress_reward(
     completion_ids: list[list[int]] | None = None,
     **kwargs: Any,
 ) -> list[float]:
-    r"""Score the share of the format's six steps a completion takes in order, from its start.
+    r"""Credit, in sixths, for each step of the format taken in order from the start, and for stopping there.
 
-    The steps: open with ``<think>``; close it with ``</think>`` (no other tag inside); then
-    ``<answer>`` (only whitespace between); an answer that is not blank; ``</answer>`` (no other
-    tag inside); then the end: nothing but whitespace after it and, with ``max_tokens`` (the run's
-    ``trainer.max_completion_length``), fewer tokens than that, so the completion ended by itself
-    rather than being cut off. A completion scores 1.0 only where `grpolab.rewards.format_reward`
-    does.
+    The five steps: open with ``<think>``; close it with ``</think>`` (no other tag inside); then
+    ``<answer>`` (only whitespace between); an answer that is not blank; ``</answer>`` (no other tag
+    inside). The sixth credit is for ending right after the last step taken (at least one): nothing
+    but whitespace follows and, with ``max_tokens`` (the run's ``trainer.max_completion_length``),
+    the completion has fewer tokens than that, so it stopped by itself rather than being cut off.
+    Stopping is rewarded at every stage, so a policy learns to end its completions while it learns
+    the format, not after. A completion scores 1.0 only where `grpolab.rewards.format_reward` does.
 
     Args:
         completions: plain strings or conversational completions.
@@ -68,17 +71,15 @@ def format_progress_reward(
     Returns:
         0, 1/6, ..., 5/6 or 1.0 per completion.
 
-    >>> format_progress_reward(["<think>1+1</think>\n<answer>2</answer>", "<think>1+1", "x<think>"])
-    [1.0, 0.16666666666666666, 0.0]
-    >>> format_progress_reward(["<think></think><answer></answer>", "<think>a</think><answer>2</answer>!"])
-    [0.5, 0.8333333333333334]
+    >>> format_progress_reward(["<think>1+1</think>\n<answer>2</answer>", "<think>1+1", "<think>1+1</think>", "x"])
+    [1.0, 0.16666666666666666, 0.5, 0.0]
     >>> ended, cut = [0] * 7, [0] * 8  # 6 tokens and the end of sequence; 8 tokens, cut off at max_tokens=8
     >>> format_progress_reward(["<think>a</think><answer>2</answer>"] * 2, max_tokens=8, completion_ids=[ended, cut])
     [1.0, 0.8333333333333334]
     """
     scores = []
     for i, c in enumerate(completions):
-        steps = format_steps(completion_text(c))
+        steps, clean_end = format_steps(completion_text(c))
         cut = max_tokens is not None and completion_ids is not None and len(completion_ids[i]) >= max_tokens
-        scores.append(min(steps, len(STEPS) - 1 if cut else len(STEPS)) / len(STEPS))
+        scores.append((steps + (clean_end and not cut)) / CREDITS)
     return scores
