@@ -120,7 +120,7 @@ def test_tools_run_under_the_one_command(runs: dict[str, Path]) -> None:
     assert grpolab("schema", "--check").returncode == 0
     publish = grpolab("publish", str(runs["done"]), "not a repo id")
     assert publish.returncode == 1 and publish.stderr.startswith("Error:")
-    for sub in ("runs", "show", "compare", "rollouts", "card", "eval", "publish", "report", "schema"):
+    for sub in ("runs", "show", "compare", "rollouts", "card", "eval", "publish", "report", "schema", "serve-reward"):
         helped = grpolab(sub, "--help")
         assert helped.returncode == 0 and helped.stdout.startswith("usage: grpolab " + sub), sub
 

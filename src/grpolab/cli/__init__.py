@@ -9,6 +9,7 @@
     grpolab publish RUN ORG/NAME [--public]                   # upload a run directory to the Hub
     grpolab report SWEEP_DIR [--objective KEY]                # re-render a sweep's report
     grpolab schema [--check]                                  # regenerate the trainer schema from TRL
+    grpolab serve-reward OPTION [--port N]                    # serve a reward option over HTTP
 
 Training itself stays `python train.py ...` (Hydra composes the config there).
 """
