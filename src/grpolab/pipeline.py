@@ -61,10 +61,11 @@ def build(cfg: DictConfig, run_dir: Path, main: bool = True) -> Parts:
     from grpolab.train.models import context_length, load_tokenizer, resolve_model_source
 
     setup_process(cfg, run_dir)
+    dataset, eval_dataset = build_datasets(cfg.data, cfg.seed)  # first: a bad file is named at once
     source = resolve_model_source(cfg.model, cfg.seed)
     tokenizer = load_tokenizer(source, cfg.model)
-    dataset, eval_dataset = build_datasets(cfg.data, cfg.seed)
-    check_prompt_lengths(dataset, tokenizer, context_length(source, cfg.model), cfg)
+    completion = cfg.trainer.max_completion_length
+    check_prompt_lengths(dataset, tokenizer, context_length(source, cfg.model), cfg.data, completion)
     if main:  # the card's quick start asks the model a real training prompt
         prompt = dataset[0]["prompt"]
         runinfo.update_run(

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpolab import redaction
-from grpolab.config.validate import check_devices, check_output_dir, typed_reward, validate, world_size
+from grpolab.config.validate import check_devices, check_output_dir, validate, world_size
 from grpolab.errors import INTERRUPTED_EXIT, Interrupted, UserError
 from grpolab.launch import hardware, resume
 from grpolab.launch.slurm_env import job_info
@@ -82,8 +82,8 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Non
     )
 
 
-def resolve_new_run(cfg: DictConfig) -> None:
-    """Fill in what a new run decides once: its name, the machine's hardware, typed reward entries."""
+def resolve_new_run(cfg: DictConfig, rewards: dict[str, DictConfig]) -> None:
+    """Fill in what a new run decides once: its name, the machine's hardware, the typed reward entries."""
     with open_dict(cfg):
         cfg.name = run_name(cfg)
         if cfg.plan:  # planning is for machines you may not have: assume the option's GPUs, probe nothing
@@ -94,8 +94,8 @@ def resolve_new_run(cfg: DictConfig) -> None:
             hardware.resolve(cfg.hardware)
             hardware.check_kernels(cfg)
             check_devices(cfg)
-        for key in list(cfg.reward):
-            cfg.reward[key] = typed_reward(key, cfg.reward[key])
+        for key, entry in rewards.items():  # typed once, by validation
+            cfg.reward[key] = entry
 
 
 def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], record: dict[str, Any]) -> DictConfig:
@@ -150,7 +150,9 @@ def evaluated_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str], r
     return cfg
 
 
-def open_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> tuple[DictConfig, bool]:
+def open_run(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], rewards: dict[str, DictConfig]
+) -> tuple[DictConfig, bool]:
     """The config to carry out in ``run_dir``: a new run, a continued one, or an existing one to evaluate.
 
     Returns:
@@ -163,7 +165,7 @@ def open_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> tuple[Dict
         return evaluated_run_config(cfg, run_dir, overrides, record), True
     if record is not None:
         return continue_run(cfg, run_dir, overrides, record), False
-    resolve_new_run(cfg)
+    resolve_new_run(cfg, rewards)
     prepare_run_dir(cfg, run_dir, overrides)
     return cfg, False
 
@@ -188,7 +190,7 @@ def start(cfg: DictConfig) -> float | None:
     from grpolab import pipeline
 
     try:
-        validate(cfg)
+        rewards = validate(cfg)
         run_dir, overrides = hydra_context()
         check_output_dir(run_dir)
         if node_rank(cfg) > 0:  # node 0 owns the directory; this node only starts its workers
@@ -200,7 +202,7 @@ def start(cfg: DictConfig) -> float | None:
     except UserError as e:
         fail(str(e), e)
     try:
-        cfg, evaluating_run = open_run(cfg, run_dir, overrides)
+        cfg, evaluating_run = open_run(cfg, run_dir, overrides, rewards)
     except UserError as e:
         claim.release()
         fail(str(e), e)

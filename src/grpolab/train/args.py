@@ -17,7 +17,6 @@ from grpolab.config.schemas import HardwareSchema, LoggerSchema
 from grpolab.config.trainer_schema import TrainerSchema
 
 _TRAINER_DEFAULTS = dataclasses.asdict(TrainerSchema())  # TRL's defaults, factory fields included
-OWN_TRAINER_KEYS = ("save_on_interrupt", "dynamic_sampling")  # grpolab's, not GRPOConfig's
 
 
 def trainer_overrides(trainer_cfg: DictConfig) -> dict[str, Any]:
@@ -27,7 +26,7 @@ def trainer_overrides(trainer_cfg: DictConfig) -> dict[str, Any]:
     return {
         k: v
         for k, v in values.items()
-        if k not in OWN_TRAINER_KEYS and k in _TRAINER_DEFAULTS and _TRAINER_DEFAULTS[k] != v  # GRPOConfig's only
+        if k in _TRAINER_DEFAULTS and _TRAINER_DEFAULTS[k] != v  # GRPOConfig's fields only: grpolab's own stay
     }
 
 

@@ -195,7 +195,9 @@ def prompt_token_counts(tokenizer: Any, prompts: list[Any], chunk: int = 256) ->
     return counts
 
 
-def check_prompt_lengths(dataset: Any, tokenizer: Any, context: int | None, cfg: Any) -> None:
+def check_prompt_lengths(
+    dataset: Any, tokenizer: Any, context: int | None, data_cfg: DataSchema, completion: int | None
+) -> None:
     """Refuse prompts that leave no room in the model's context for a completion, naming the longest.
 
     A prompt is counted as TRL sends it: the chat template applied, system prompt included. Without
@@ -205,14 +207,14 @@ def check_prompt_lengths(dataset: Any, tokenizer: Any, context: int | None, cfg:
         dataset: The shaped training prompts (a conversational ``prompt`` column).
         tokenizer: The run's tokenizer, chat template included.
         context: The model's context in tokens (`grpolab.train.models.context_length`).
-        cfg: The run's config (``data`` and ``trainer.max_completion_length``).
+        data_cfg: The data node (to name the file and line of the longest prompt).
+        completion: ``trainer.max_completion_length``.
 
     Raises:
         UserError: a prompt plus ``trainer.max_completion_length`` tokens exceeds ``context``.
     """
     if not context or len(dataset) == 0:
         return
-    data_cfg, completion = cfg.data, cfg.trainer.max_completion_length
     room = context - (completion or 0)
     lengths = prompt_token_counts(tokenizer, list(dataset["prompt"]))
     too_long = [i for i, n in enumerate(lengths) if n > room]
