@@ -7,7 +7,7 @@ row names an entry point. It scores 1.0 when that runs to the end, else 0.0; wit
 the fraction of ``check``'s asserts that hold. Programs run in parallel, one process each
 (`grpolab.rewards.sandbox`); one that hangs, crashes or runs out of memory scores 0.0 and is
 counted, as ``rewards/<name>/timed_out``, ``crashed``, ``passed`` and ``failed`` (totals so far in
-this process, preflight's completions included), and each completion's outcome goes to TRL's
+the run), and each completion's outcome goes to TRL's
 completions table as ``<name>_outcome``.
 """
 
@@ -19,13 +19,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from grpolab.rewards.kinds import tally
 from grpolab.rewards.sandbox import Job, Limits, Sandbox
 from grpolab.rewards.text import completion_text, extract_answer
 
 _FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _SANDBOXES: dict[tuple[Limits, int | None, bool], Sandbox] = {}
 _LOCK = threading.Lock()
-COUNTS: dict[str, Counter[str]] = {}  # reward name -> outcome -> completions, in this process
 METRIC_NAMES = {"pass": "passed", "fail": "failed", "timeout": "timed_out", "crash": "crashed"}
 
 
@@ -121,10 +121,8 @@ def code_reward(
         for c, t, e, s in zip(completions, tests, entries, setups)
     ]
     results = box.run_many(jobs)
-    with _LOCK:
-        counts = COUNTS.setdefault(reward_name, Counter())
-        counts.update(r.outcome for r in results)
-        totals = {METRIC_NAMES[k]: counts[k] for k in METRIC_NAMES}
+    outcomes = Counter(METRIC_NAMES.get(r.outcome, "crashed") for r in results)
+    totals = tally(reward_name, kwargs.get("trainer_state"), outcomes, list(METRIC_NAMES.values()))
     if log_metric is not None:
         for key, value in totals.items():
             log_metric(f"rewards/{reward_name}/{key}", float(value))

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from grpolab import redaction
 from grpolab.errors import UserError
 from grpolab.rewards.http import ReplyCache, ServiceError, post_json, public_url, request_key
+from grpolab.rewards.kinds import COUNTED, tally
 from grpolab.rewards.named import RewardError
 from grpolab.rewards.text import completion_text
 
@@ -35,7 +37,6 @@ _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
 _JSON_RE = re.compile(r"\{.*?\}", re.DOTALL)
 _CACHES: dict[str, ReplyCache] = {}
 _STATE_LOCK = threading.Lock()
-COUNTS: dict[str, dict[str, int]] = {}  # reward name -> errors / timeouts / cache_hits, in this process
 
 
 def load_rubric(path: str | None) -> dict[str, str]:
@@ -179,10 +180,12 @@ async def judge_reward(
     headers = {"Authorization": f"Bearer {key_value}"} if key_value else {}
     template = load_rubric(rubric)
     cache = _cache(cache_dir, reward_name)
+    hits_before = cache.hits
     url = base_url.rstrip("/") + "/chat/completions"
     n = len(completions)
     answers = kwargs.get(answer_column) if answer_column else None
     limit = asyncio.Semaphore(max(1, concurrency))
+    faults: Counter[str] = Counter()
 
     async def one(i: int) -> float | None:
         prompt = _text(prompts[i] if prompts and i < len(prompts) else "")
@@ -213,15 +216,13 @@ async def judge_reward(
                     f"reward {reward_name!r}: {e}. Set reward.{reward_name}.on_error=none to score such "
                     "completions None, or check the judge's endpoint and rubric."
                 ) from e
-            with _STATE_LOCK:
-                counts = COUNTS.setdefault(reward_name, {"errors": 0, "timeouts": 0})
-                counts[kind] += 1
+            faults[kind] += 1
             return None
 
     scores = list(await asyncio.gather(*(one(i) for i in range(n))))
+    hits = cache.hits - hits_before
+    totals = tally(reward_name, kwargs.get("trainer_state"), {**faults, "cache_hits": hits}, COUNTED["judge"])
     if log_metric is not None:
-        counts = COUNTS.get(reward_name, {"errors": 0, "timeouts": 0})
-        for kind in ("errors", "timeouts"):
-            log_metric(f"rewards/{reward_name}/{kind}", float(counts[kind]))
-        log_metric(f"rewards/{reward_name}/cache_hits", float(cache.hits))
+        for kind, value in totals.items():
+            log_metric(f"rewards/{reward_name}/{kind}", float(value))
     return scores

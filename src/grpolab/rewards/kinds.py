@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from grpolab.rewards.http import public_url
@@ -26,6 +28,25 @@ COUNTED = {
     "remote": ("errors", "timeouts"),
     "model": (),
 }
+
+
+_TALLIES: dict[tuple[str, int], Counter[str]] = {}
+_TALLY_LOCK = threading.Lock()
+
+
+def tally(name: str, trainer_state: Any, add: Mapping[str, int], keys: Sequence[str]) -> dict[str, int]:
+    """Add ``add`` to reward ``name``'s running totals in the run of ``trainer_state``; return ``keys``' totals.
+
+    Each trainer state (a run, a resumed run, the preflight batch) keeps totals of its own, so runs
+    made one after another in one process (a sweep) and preflight's completions are not mixed in.
+
+    >>> tally("doc", None, {"passed": 2}, ["passed", "failed"]), tally("doc", None, {"failed": 1}, ["failed"])
+    ({'passed': 2, 'failed': 0}, {'failed': 1})
+    """
+    with _TALLY_LOCK:
+        counts = _TALLIES.setdefault((name, id(trainer_state)), Counter())
+        counts.update({k: v for k, v in add.items() if v})
+        return {k: counts[k] for k in keys}
 
 
 def _endpoint(kind: str, fn: Mapping[str, Any]) -> str:

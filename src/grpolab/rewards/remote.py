@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from grpolab import redaction
 from grpolab.rewards.http import ServiceError, post_json, public_url
+from grpolab.rewards.kinds import COUNTED, tally
 from grpolab.rewards.named import RewardError, check_scores
 
 NOT_DATA = {"trainer_state", "log_extra", "log_metric", "environments", "prompts"}
-_LOCK = threading.Lock()
-COUNTS: dict[str, dict[str, int]] = {}  # reward name -> errors / timeouts, in this process
 
 
 def json_columns(kwargs: dict[str, Any], only: list[str] | None = None) -> dict[str, Any]:
@@ -104,12 +102,12 @@ async def remote_reward(
                 f"reward {reward_name!r}: {e}. Check the reward server, or set reward.{reward_name}.on_error=none "
                 "to score such batches None."
             ) from e
-        with _LOCK:
-            counts = COUNTS.setdefault(reward_name, {"errors": 0, "timeouts": 0})
-            counts["timeouts" if e.timeout else "errors"] += n
+        faults = {"timeouts" if e.timeout else "errors": n}
         scores = [None] * n
+    else:
+        faults = {}
+    totals = tally(reward_name, kwargs.get("trainer_state"), faults, COUNTED["remote"])
     if log_metric is not None:
-        counts = COUNTS.get(reward_name, {"errors": 0, "timeouts": 0})
-        for kind in ("errors", "timeouts"):
-            log_metric(f"rewards/{reward_name}/{kind}", float(counts[kind]))
+        for kind, value in totals.items():
+            log_metric(f"rewards/{reward_name}/{kind}", float(value))
     return scores

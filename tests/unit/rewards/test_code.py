@@ -99,6 +99,10 @@ def test_outcomes_are_counted_and_logged() -> None:
         "rewards/count_check/crashed": 1.0,
     }
     assert extra == {"count_check_outcome": ["pass", "fail", "crash"]}
+    # totals are per run (per trainer state): a second run in this process starts from zero
+    code_reward([ADD], tests=[TESTS], entry_point=["add"], reward_name="count_check", log_metric=logged.__setitem__,
+                trainer_state=object())  # fmt: skip
+    assert logged["rewards/count_check/passed"] == 1.0 and logged["rewards/count_check/failed"] == 0.0
 
 
 def _listener() -> tuple[socket.socket, list[object]]:

@@ -26,7 +26,14 @@ import grpolab.rewards.judge
 import grpolab.rewards.kinds
 from grpolab import redaction
 from grpolab.rewards import RewardError, judge_reward
-from grpolab.rewards.judge import COUNTS, parse_score
+from grpolab.rewards.judge import parse_score
+from grpolab.rewards.kinds import tally
+
+
+def counted(name: str) -> dict[str, int]:
+    """The judge's running totals for reward ``name`` outside a trainer (no trainer_state)."""
+    return tally(name, None, {}, ["errors", "timeouts", "cache_hits"])
+
 
 COMPLETIONS = ["The answer is 4.", "5", "I don't know.", "2 + 2 = 4, so 4."]
 
@@ -111,7 +118,7 @@ def test_a_real_server_judges_and_the_cache_on_disk_spares_a_second_request(
     assert len(replies) == len(COMPLETIONS)  # one real chat completion each
     assert all(s is None or 0.0 <= s <= 1.0 for s in scores)
     # each score is what its reply says (the tiny model's replies are random text: most hold no score)
-    assert sum(s is None for s in scores) == COUNTS["real"]["errors"]
+    assert sum(s is None for s in scores) == counted("real")["errors"]
     # a resumed run reads the replies back from the run directory and asks nothing
     grpolab.rewards.judge._CACHES.clear()
     served_before = cache_file.read_text()
@@ -145,7 +152,7 @@ def test_a_server_killed_mid_run_scores_none_and_nothing_hangs(served: dict[str,
     answered = len(cache_file.read_text().splitlines())
     assert 1 <= answered < len(many)
     assert sum(s is None for s in result["scores"]) >= len(many) - answered
-    assert COUNTS["killed"]["errors"] + COUNTS["killed"]["timeouts"] >= len(many) - answered
+    assert counted("killed")["errors"] + counted("killed")["timeouts"] >= len(many) - answered
 
 
 class Stub(BaseHTTPRequestHandler):
@@ -192,15 +199,15 @@ def stub() -> Iterator[Any]:
 FAULTS = [("malformed", "errors"), ("not_chat", "errors"), ("slow", "timeouts")]
 
 
-@pytest.mark.parametrize(("mode", "counted"), FAULTS, ids=[f[0] for f in FAULTS])
-def test_malformed_and_slow_replies_follow_on_error(stub: Any, mode: str, counted: str) -> None:
+@pytest.mark.parametrize(("mode", "kind"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_malformed_and_slow_replies_follow_on_error(stub: Any, mode: str, kind: str) -> None:
     stub.mode = mode
     name = f"stub_{mode}"
     start = time.monotonic()
     scores = judge(["a", "b"], base_url=stub.base_url, model="m", timeout_s=0.5, retries=1, backoff_s=0.05,
                    cache_dir=None, reward_name=name)  # fmt: skip
     assert scores == [None, None]
-    assert COUNTS[name][counted] == 2
+    assert counted(name)[kind] == 2
     assert time.monotonic() - start < 2.5  # two attempts of 0.5 s, in parallel; never the stub's 3 s
     with pytest.raises(RewardError, match="on_error=none"):
         judge(["c"], base_url=stub.base_url, model="m", timeout_s=0.5, retries=0, cache_dir=None, on_error="raise")

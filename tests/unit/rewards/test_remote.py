@@ -21,7 +21,7 @@ from conftest import REPO
 
 import grpolab.rewards.remote
 from grpolab.rewards import RewardError, code_reward, remote_reward
-from grpolab.rewards.remote import COUNTS
+from grpolab.rewards.kinds import tally
 from grpolab.rewards.serve import build_rewards, main, make_server
 from grpolab.train.humaneval import humaneval_rows
 
@@ -91,14 +91,14 @@ def test_a_wrong_token_or_a_dead_server_follows_on_error(code_server: dict[str, 
     row = humaneval_rows()[0]
     params = {"tests": [row["tests"]], "entry_point": [row["entry_point"]], "retries": 0, "timeout_s": 5}
     assert remote(["x"], url=code_server["url"], reward_name="no_token", **params) == [None]  # HTTP 401
-    assert COUNTS["no_token"]["errors"] == 1
+    assert tally("no_token", None, {}, ["errors"]) == {"errors": 1}
     with pytest.raises(RewardError, match="401"):
         remote(["x"], url=code_server["url"], on_error="raise", **params)
     os.killpg(code_server["proc"].pid, signal.SIGKILL)
     code_server["proc"].wait()
     start = time.monotonic()
     scores = remote(["a", "b"], url=code_server["url"], reward_name="dead", **params | {"retries": 2})
-    assert scores == [None, None] and COUNTS["dead"]["errors"] == 2
+    assert scores == [None, None] and tally("dead", None, {}, ["errors"]) == {"errors": 2}
     assert time.monotonic() - start < 5  # refused at once, two short backoffs
 
 
