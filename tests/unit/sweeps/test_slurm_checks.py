@@ -171,9 +171,13 @@ def summary_now(sweep_dir: Path) -> dict[str, dict]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("cluster")
 def test_a_killed_sweep_still_reports_the_job_that_never_started(tmp_path: Path) -> None:
-    """SIGKILL the sweep: job 0 trains on, ends `completed`, and its report lists job 1 as not started."""
+    """SIGKILL the sweep: job 0 trains on, ends `completed`, and its report lists job 1 as not started.
+
+    Its resources are the defaults for the CPU (hardware=auto on a node without GPUs): they fit this node.
+    """
     cmd = [
-        sys.executable, str(REPO / "train.py"), "-m", *SLURM, "hydra.launcher.array_parallelism=1", "debug=smoke",
+        sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=slurm", "hydra.launcher.poll_s=1",
+        "hydra.launcher.array_parallelism=1", "debug=smoke",
         "trainer.max_steps=6", "trainer.save_steps=2", "seed=1,2", f"hydra.sweep.dir={tmp_path}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -195,5 +199,7 @@ def test_a_killed_sweep_still_reports_the_job_that_never_started(tmp_path: Path)
         rows = summary(tmp_path)
         assert rows["0"]["status"] == "completed"
         assert rows["1"]["status"] == "not started"
+        (script,) = (tmp_path / ".submitit").glob("*/*_submission.sh")
+        assert "#SBATCH --cpus-per-task=1" in script.read_text() and "#SBATCH --mem=4GB" in script.read_text()
     finally:
         subprocess.run(["scancel", job_1], check=False)
