@@ -107,6 +107,18 @@ def test_tensorboard_writes_the_args_through_the_redacted_seam(args, tmp_path: P
     assert leaks(tmp_path) == []
 
 
+def test_the_other_trackers_read_the_args_through_to_dict() -> None:
+    """wandb, trackio, MLflow and Comet log ``args.to_dict()``: the method `redact_args` redacts."""
+    import inspect
+
+    from transformers.integrations import integration_utils as trackers
+
+    for name in ("WandbCallback", "TrackioCallback", "MLflowCallback", "CometCallback"):
+        source = inspect.getsource(getattr(trackers, name).setup)
+        assert "args.to_dict()" in source, f"transformers' {name} no longer logs args.to_dict(): see trl_seams"
+        assert "asdict(args)" not in source and "vars(args)" not in source, name
+
+
 def test_trl_writes_logged_completions_after_the_callbacks_on_log() -> None:
     """`SecretsGuard.on_log` redacts TRL's latest batch in place; TRL must write it only after that."""
     import inspect
