@@ -150,10 +150,10 @@ def describe_request(params: Mapping[str, Any]) -> str:
 def problems(params: Mapping[str, Any], found: Offer) -> list[str]:
     """What in ``params`` (submitit SlurmExecutor parameters) the partition can never give."""
     out = []
-    if found.state.upper() not in ("UP", "DRAIN"):
+    if found.state.upper() != "UP":  # DOWN, DRAIN, INACTIVE: nothing new starts there
         out.append(f"the partition is {found.state}")
     nodes, cpus = int(params.get("nodes") or 1), int(params.get("cpus_per_task") or 1)
-    mem, gpus = mem_mb(params.get("mem")), int(params.get("gpus_per_node") or 0)
+    mem, gpus = mem_mb(params.get("mem")), int(params.get("gpus_per_node") or gpu_count(params.get("gres") or ""))
     fitting = [
         n for n in found.nodes if n.usable and n.cpus >= cpus and (mem is None or n.mem_mb >= mem) and n.gpus >= gpus
     ]

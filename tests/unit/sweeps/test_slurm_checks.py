@@ -27,6 +27,7 @@ IMPOSSIBLE = [
     ("too many CPUs", {"cpus_per_task": 8}, SMALL, "no usable node has 8 CPUs"),
     ("too much memory", {"mem": "32GB"}, SMALL, "no usable node has 1 CPUs, 32.0 GB memory"),
     ("GPUs on a CPU partition", {"gpus_per_node": 1}, SMALL, "no usable node has 1 CPUs, 2.0 GB memory, 1 GPUs"),
+    ("GPUs asked as gres", {"gres": "gpu:a100:4"}, SMALL, "4 GPUs"),
     ("more nodes than exist", {"nodes": 2}, SMALL, "only 1 usable node(s) have 1 CPUs, 2.0 GB memory and 2 such"),
     ("past the time limit", {"time": 600}, Offer("short", max_time_min=30, nodes=SMALL.nodes), "exceeds the time"),
     ("a partition that is down", {}, Offer("debug", state="DOWN", nodes=SMALL.nodes), "the partition is DOWN"),
