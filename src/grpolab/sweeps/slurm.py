@@ -8,10 +8,10 @@ hydra-submitit-launcher submits; each sweep job is one Slurm job (jobs with equa
 job array). Its resources come from the job's own hardware option, so the world size is stated once:
 `hardware.num_machines` nodes, one task per node (the launcher: it starts `hardware.num_processes`
 workers with accelerate, never one Hydra per rank), `hardware.num_processes` GPUs per node for CUDA,
-and `cpus_per_process` CPUs and `mem_gb_per_process` GB per worker (by default 8 CPUs and 32 GB per GPU
-worker; `hardware.torch_threads` CPUs and 4 GB per CPU worker, which fits a small node). Partition, account, QoS,
-constraint, extra `#SBATCH` lines and a setup block come from conf/hydra/launcher/slurm.yaml
-(`hydra.launcher.<key>=`).
+and `cpus_per_process` CPUs and `mem_gb_per_process` GB per worker (by default 8 CPUs and 32 GB per
+GPU worker; `hardware.torch_threads` CPUs and 4 GB per CPU worker, which fits a small node).
+Partition, account, QoS, constraint, extra `#SBATCH` lines and a setup block come from
+conf/hydra/launcher/slurm.yaml (`hydra.launcher.<key>=`).
 
 Preemption: Slurm sends USR2 `signal_delay_s` before the time limit; USR1 or USR2 from anyone
 (`scancel --signal=USR1 <job>`) means the same. The job stops training (the run's own interrupt
