@@ -89,7 +89,8 @@ def step_line(row: dict[str, Any], total: int, step_s: float | None, names: list
     parts = [f"step {step:>{len(str(total))}}/{total}"]
     if "reward" in row:
         parts.append(f"reward {row['reward']:.3f}")
-    scores = [f"{n} {row[f'rewards/{n}/mean']:.3f}" for n in names if f"rewards/{n}/mean" in row]
+    means = {n: row.get(f"rewards/{n}/mean") for n in names if f"rewards/{n}/mean" in row}
+    scores = [f"{n} {m:.3f}" if isinstance(m, int | float) else f"{n} none" for n, m in means.items()]
     if scores:
         parts.append(" ".join(scores))
     if "completions/mean_length" in row:
