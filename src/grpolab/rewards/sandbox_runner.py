@@ -4,8 +4,10 @@ Started by `grpolab.rewards.sandbox` as ``python -I sandbox_runner.py`` with an 
 in a new session, with the job as JSON on stdin and stdout open on a result file the parent reads.
 It uses only the standard library and imports nothing from grpolab (the interpreter is isolated).
 
-Order matters: namespaces (network, mounts) while still privileged; private ``/tmp``, ``/var/tmp``
-and ``/dev/shm``; resource limits; then the drop to the sandbox user; only then untrusted code.
+Order matters: namespaces (network, mounts, process ids) while still privileged; private ``/tmp``,
+``/var/tmp`` and ``/dev/shm``; a fork into the new process-id namespace with its own ``/proc``
+(other processes, their command lines included, are out of sight); resource limits; then the drop
+to the sandbox user; only then untrusted code.
 The result line starts with a nonce the untrusted code was never handed (it is deleted from the
 job before the code runs), so printing a fake "passed" does not count.
 """
@@ -15,17 +17,21 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
-MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
 PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 def _isolate(root: bool) -> str | None:
-    """Enter new network and mount namespaces; None on success, else why not."""
+    """Enter new network, mount and process-id namespaces; None on success, else why not.
+
+    The process-id namespace takes effect for the children: `_fork_into_namespace` follows.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
-    flags = CLONE_NEWNET | CLONE_NEWNS | (0 if root else CLONE_NEWUSER)
+    flags = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | (0 if root else CLONE_NEWUSER)
     if libc.unshare(flags) != 0:
         return f"unshare: {os.strerror(ctypes.get_errno())}"
     if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
@@ -49,6 +55,25 @@ def _isolate(root: bool) -> str | None:
                         if p == old or p.startswith(old + os.sep):
                             path[j] = new + p[len(old) :]
     return None
+
+
+def _fork_into_namespace() -> None:
+    """Continue as the first process of the new process-id namespace, with a /proc that shows only it.
+
+    This process waits for that child and exits as it did (the same signal, or the same status), so
+    the parent sees one process. When the child ends, the kernel kills every process left in its
+    namespace.
+    """
+    child = os.fork()
+    if child == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        return
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
 def _limit(limits: dict) -> None:
@@ -116,6 +141,7 @@ def main() -> None:
         if why:
             report({"outcome": "refused", "score": 0.0, "reason": why})
             os._exit(3)
+        _fork_into_namespace()
     for name in job["preload"]:  # the sandbox user may not be able to read the interpreter's library
         try:
             __import__(name)

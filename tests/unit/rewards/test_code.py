@@ -142,7 +142,8 @@ def test_hostile_completions_score_0_in_time_and_leave_the_machine_as_it_was(tmp
         "write /etc": "open('/etc/grpolab-pwned', 'w').write('x')",
         "open a socket": f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)",
         "reach the internet": "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=1)",
-        "kill the parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
+        "kill the trainer": f"import os, signal\nos.kill({os.getpid()}, signal.SIGKILL)",
+        "see other processes": "import os\nassert len([p for p in os.listdir('/proc') if p.isdigit()]) > 2",
         "kill everything": "import os, signal\nos.kill(-1, signal.SIGKILL)",
         "read the environment": f"import os\nassert {SECRET!r} in repr(dict(os.environ))",
         "delete files": f"import os\nos.remove({str(home_canary)!r})",
@@ -159,7 +160,7 @@ def test_hostile_completions_score_0_in_time_and_leave_the_machine_as_it_was(tmp
         server.close()
     report = {name: (r.outcome, r.reason, r.seconds) for name, r in zip(hostile, results)}
     expected = {name: "fail" for name in hostile} | {"endless loop": "timeout", "fork bomb": "timeout"}
-    expected |= {"kill everything": "pass", "escape the process group": "pass"}  # harmless: nobody else to kill
+    expected |= {"escape the process group": "pass"}  # harmless: its child dies with the sandbox (checked below)
     assert {name: r.outcome for name, r in zip(hostile, results)} == expected, report
     for name, r in zip(hostile, results):
         assert r.seconds < TIMEOUT + 1.5, (name, r)  # the kill and the sweep take milliseconds
