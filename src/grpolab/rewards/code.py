@@ -3,12 +3,12 @@
 A completion's code is its last fenced Python block (else its last fenced block, else its
 ``<answer>`` content, else its whole text). The program is the row's ``setup`` (HumanEval: the
 prompt's imports), then the code, then the row's ``tests``, then ``check(<entry_point>)`` when the
-row names an entry point. It scores 1.0 when that runs to the end, else 0.0; with ``partial=True``,
-the fraction of ``check``'s asserts that hold. Programs run in parallel, one process each
-(`grpolab.rewards.sandbox`); one that hangs, crashes or runs out of memory scores 0.0 and is
-counted, as ``rewards/<name>/timed_out``, ``crashed``, ``passed`` and ``failed`` (totals so far in
-the run), and each completion's outcome goes to TRL's
-completions table as ``<name>_outcome``.
+row names an entry point. It scores 1.0 when that runs to the end, else 0.0 (None for a row
+without tests); with ``partial=True``, the fraction of ``check``'s asserts that hold. Programs run
+in parallel, one process each (`grpolab.rewards.sandbox`); one that hangs, crashes or runs out of
+memory scores 0.0 and is counted, as ``rewards/<name>/timed_out``, ``crashed``, ``passed`` and
+``failed`` (totals so far in the run), and each completion's outcome goes to TRL's completions
+table as ``<name>_outcome``.
 """
 
 from __future__ import annotations
@@ -116,16 +116,17 @@ def code_reward(
     setups = _column(kwargs, setup_column, n, required=False)
     limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb, file_mb=file_mb, nproc=nproc)
     box = sandbox_for(limits, workers, allow_network)
+    tested = [i for i, t in enumerate(tests) if isinstance(t, str) and t.strip()]  # no tests: None, not a pass
     jobs = [
-        Job(extract_code(completion_text(c)), str(t or ""), e or None, str(s or ""), partial)
-        for c, t, e, s in zip(completions, tests, entries, setups)
+        Job(extract_code(completion_text(completions[i])), tests[i], entries[i] or None, str(setups[i] or ""), partial)
+        for i in tested
     ]
-    results = box.run_many(jobs)
-    outcomes = Counter(METRIC_NAMES.get(r.outcome, "crashed") for r in results)
+    results = dict(zip(tested, box.run_many(jobs)))
+    outcomes = Counter(METRIC_NAMES.get(r.outcome, "crashed") for r in results.values())
     totals = tally(reward_name, kwargs.get("trainer_state"), outcomes, list(METRIC_NAMES.values()))
     if log_metric is not None:
         for key, value in totals.items():
             log_metric(f"rewards/{reward_name}/{key}", float(value))
     if log_extra is not None:
-        log_extra(f"{reward_name}_outcome", [r.outcome for r in results])
-    return [r.score if r.outcome == "pass" else 0.0 for r in results]
+        log_extra(f"{reward_name}_outcome", [results[i].outcome if i in results else "untested" for i in range(n)])
+    return [None if i not in results else results[i].score if results[i].outcome == "pass" else 0.0 for i in range(n)]

@@ -79,6 +79,7 @@ def test_wrong_solutions_score_0_and_partial_counts_asserts() -> None:
     n = len(wrong) + 1
     assert code_reward([ADD, *wrong], tests=[TESTS] * n, entry_point=["add"] * n) == [1.0, 0.0, 0.0, 0.0]
     assert code_reward([ADD, wrong[0]], tests=[TESTS] * 2, entry_point=["add"] * 2, partial=True) == [1.0, 1 / 3]
+    assert code_reward([ADD, ADD], tests=[TESTS, None], entry_point=["add"] * 2) == [1.0, None]  # no tests, no pass
 
 
 def test_outcomes_are_counted_and_logged() -> None:
