@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -14,15 +16,22 @@ from pathlib import Path
 import pytest
 from conftest import REPO, assert_ok, run_train
 
+from grpolab.cli import main
+
 pytestmark = pytest.mark.slow  # trains tiny runs
 FAULTS = REPO / "tests" / "fixtures" / "faults"
 SMOKE = ("debug=smoke", "preflight=skip")
 
 
-def grpolab(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """Run the installed console script's code (`python -m grpolab.cli`) as a user would."""
-    cmd = [sys.executable, "-m", "grpolab.cli", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+def grpolab(*args: str) -> subprocess.CompletedProcess[str]:
+    """`grpolab ARGS...` through the console script's function, its output captured (exit status as a process's)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse: --help and usage errors
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(["grpolab", *args], code, out.getvalue(), err.getvalue())
 
 
 def record(run_dir: Path) -> dict:
@@ -133,3 +142,10 @@ def test_eval_evaluates_a_run_through_train_py(runs: dict[str, Path], tmp_path: 
     proc = grpolab("eval", str(runs["sweep"] / "0"), f"data.eval_path={prompts}", "eval.k=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((runs["sweep"] / "0" / "eval.json").read_text())["metrics"]
+
+
+def test_the_console_script_is_installed(runs: dict[str, Path]) -> None:
+    script = Path(sys.executable).parent / "grpolab"  # setup.cfg's entry point, installed by `make setup`
+    cmd = [str(script), "runs", str(runs["root"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and str(runs["failed"]) in proc.stdout, proc.stderr
