@@ -273,6 +273,6 @@ def band_curves(
         color = f"C{i % 10}"
         ax.plot(steps, mean, label=label, color=color, marker="." if len(steps) < 30 else None)
         ax.fill_between(steps, low, high, color=color, alpha=0.18, linewidth=0)
-    ax.set_title(f"{key}: mean over seeds, band = {band}")
+    ax.set_title(f"{key}: mean over seeds\nband = {band}", fontsize="medium")
     ax.legend(fontsize="small", loc="best")
     return _save(fig, path)

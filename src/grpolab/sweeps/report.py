@@ -236,8 +236,9 @@ def write_report(
     configs = seeds.summarize(groups, direction, seed_key) if groups else None
     if configs:
         seeds.write_csv(configs, sweep_dir / CONFIG_CSV)
-        bands = seeds.bands(groups, metric_key(objective_key))
-        configs["plot"] = band_curves(bands, sweep_dir / CONFIG_PLOT, metric_key(objective_key), seeds.BAND)
+        bands, window = seeds.bands(groups, metric_key(objective_key))
+        band = seeds.BAND + (f", each seed a running mean over {window} steps" if window > 1 else "")
+        configs |= {"plot": band_curves(bands, sweep_dir / CONFIG_PLOT, metric_key(objective_key), band), "band": band}
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
     )

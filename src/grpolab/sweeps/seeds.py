@@ -86,18 +86,54 @@ def _seed(job: dict[str, Any], seed_key: str) -> str:
     return found[0] if found else str(job["job"])
 
 
+def smooth(steps: Sequence[int], values: Sequence[float], window: int) -> list[float]:
+    """Trailing running mean over the last ``window`` steps: at step s, the values logged at steps in (s - window, s].
+
+    Counted in steps, not logged points, so that curves logged at different intervals (GSPO's
+    ``steps_per_generation``) are smoothed alike.
+
+    >>> smooth([1, 2, 3, 4], [0.0, 1.0, 2.0, 3.0], 2), smooth([4, 8], [0.0, 1.0], 2)
+    ([0.0, 0.5, 1.5, 2.5], [0.0, 1.0])
+    """
+    out = []
+    for step in steps:
+        kept = [v for s, v in zip(steps, values, strict=True) if step - window < s <= step]
+        out.append(sum(kept) / len(kept))
+    return out
+
+
+def window_for(last_step: int) -> int:
+    """The running-mean window, in steps, for curves up to ``last_step``: about a twentieth of it, at least 1.
+
+    >>> window_for(10), window_for(100), window_for(1000)
+    (1, 5, 50)
+    """
+    return max(1, last_step // 20)
+
+
 def bands(
     groups: dict[str, list[dict[str, Any]]], key: str
-) -> dict[str, tuple[list[int], list[float], list[float], list[float]]]:
+) -> tuple[dict[str, tuple[list[int], list[float], list[float], list[float]]], int]:
     """Per configuration, at each step its seeds all logged ``key``: the mean and the 95% t-interval across seeds.
 
-    A configuration with one seed gets its curve with no band (low = high = the value).
+    Each seed's curve is first a running mean over :func:`window_for` steps, so that the band shows
+    the spread between seeds rather than the noise of single batches. A configuration with one seed gets
+    its curve with no band (low = high = the value).
+
+    Returns:
+        Label (with n) to ``(steps, mean, low, high)``, and the window used.
     """
     from grpolab.rundir.results import series
 
     out = {}
+    window = window_for(
+        max((max(series(j["history"], key)[0], default=0) for m in groups.values() for j in m), default=0)
+    )
     for label, members in groups.items():
-        curves = [dict(zip(*series(j["history"], key), strict=True)) for j in members if j["history"]]
+        curves = []
+        for job in members:
+            steps, values = series(job["history"], key)
+            curves.append(dict(zip(steps, smooth(steps, values, window), strict=True)))
         curves = [c for c in curves if c]
         if not curves:
             continue
@@ -109,7 +145,7 @@ def bands(
             lows.append(summary["mean"] if summary["low"] is None else summary["low"])
             highs.append(summary["mean"] if summary["high"] is None else summary["high"])
         out[f"{label} (n={len(curves)})"] = (steps, means, lows, highs)
-    return out
+    return out, window
 
 
 def write_csv(summary: dict[str, Any], path: Path) -> None:
