@@ -35,7 +35,10 @@ from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, open_dict
 
+from grpolab.sweeps.stubs import NOT_STARTED, record_never_started, write_stub
+
 log = logging.getLogger(__name__)
+PARENT_ENV = "GRPOLAB_SWEEP_PID"  # the sweep process a job must not outlive
 LOG_DIR = ".launcher"
 
 
@@ -115,7 +118,9 @@ def mark_failed(returns: list[JobReturn], failures: list[Failure], total: int) -
 
     for f in failures:
         record = runinfo.read_run(f.run_dir) if f.run_dir.is_dir() else None
-        if record is not None:
+        if record is not None and record.get("status") == NOT_STARTED:  # refused before it began
+            record_never_started(f.run_dir, "failed", f.reason)
+        elif record is not None:
             record_outcome(f.run_dir, "failed", f.reason)
     error = JobsFailed(summarize(failures, total))
     for ret in returns:
@@ -194,6 +199,7 @@ class LocalLauncher(Launcher):
             env = thread_env(cfg.hardware, concurrent, self.threads_per_job) if "hardware" in cfg else {}
             log_path = sweep_dir / LOG_DIR / f"{num}.log"
             jobs.append(_Job(num, list(overrides), job_run_dir(cfg), payload, env, log_path))
+            write_stub(jobs[-1].run_dir, list(overrides), num)  # a row in the report even if it never starts
         self._run_all(jobs, concurrent)
         return self._collect(jobs)
 
@@ -217,12 +223,18 @@ class LocalLauncher(Launcher):
             for job in running:
                 if job.proc:
                     job.proc.wait()
+            for job in pending:
+                record_never_started(job.run_dir, "cancelled", "the sweep was stopped before this job started")
             raise
 
     def _start(self, job: _Job, prefix: str) -> None:
         env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "grpolab.sweeps.local", str(job.payload)]
-        job.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # the job writes its own log file (a pipe into this process would break if this process died), and
+        # gets SIGTERM if this process dies (`main`): it then saves, stops and records itself `interrupted`
+        env[PARENT_ENV] = str(os.getpid())
+        with job.log.open("wb") as out:
+            job.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         job.pump = threading.Thread(target=_pump, args=(job.proc, job.log, prefix), daemon=True)
         job.pump.start()
 
@@ -250,19 +262,39 @@ class LocalLauncher(Launcher):
         return returns
 
 
+def _terminate_with_parent() -> None:
+    """In a job: have Linux send SIGTERM when the sweep's process dies (even by SIGKILL); stop if it already has."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    parent = os.environ.get(PARENT_ENV)
+    if parent and os.getppid() != int(parent):
+        raise SystemExit("the sweep that started this job is gone")
+
+
 def _pump(proc: subprocess.Popen[bytes], log_path: Path, prefix: str) -> None:
-    """Copy a job's output into its log file and, prefixed, onto this terminal."""
-    assert proc.stdout is not None
-    with log_path.open("wb") as f:
-        for line in proc.stdout:
-            f.write(line)
-            f.flush()
-            sys.stdout.write(prefix + line.decode(errors="replace"))
-            sys.stdout.flush()
+    """Follow a job's log file onto this terminal, prefixed, until the job has ended and all of it is shown."""
+    with log_path.open("rb") as f:
+        while True:
+            line = f.readline()
+            if line:
+                sys.stdout.write(prefix + line.decode(errors="replace"))
+                sys.stdout.flush()
+            elif proc.poll() is not None:
+                rest = f.read()
+                if rest:
+                    sys.stdout.write(prefix + rest.decode(errors="replace"))
+                break
+            else:
+                time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Child side: run one pickled sweep job with Hydra's `run_job` and pickle its JobReturn next to it."""
+    _terminate_with_parent()
     import cloudpickle
     from hydra.core.singleton import Singleton
     from hydra.core.utils import run_job, setup_globals

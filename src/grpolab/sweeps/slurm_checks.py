@@ -15,10 +15,11 @@ import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.errors import CompactHydraException
+
+from grpolab.sweeps.stubs import NOT_STARTED, record_never_started, write_stub  # noqa: F401  (re-exported)
 
 NEVER_CLEARS = frozenset(
     "PartitionConfig PartitionNodeLimit PartitionTimeLimit BadConstraints InvalidAccount InvalidQOS"
@@ -28,7 +29,6 @@ PER_JOB_LIMIT = re.compile(r"(QOS|Assoc)\w*PerJob\w*")  # a limit on one job: it
 ADMIN_ONLY = ("ReqNodeNotAvail", "PartitionDown", "PartitionInactive", "NodeDown", "JobHeldAdmin")
 UNUSABLE = ("down", "drain", "drained", "draining", "fail", "failing", "inval", "future", "maint", "unknown")
 TIMEOUT_S = 20
-NOT_STARTED = "not started"  # run.json status of a submitted job that has not begun (`write_stub`)
 
 
 class SlurmRequestError(CompactHydraException):
@@ -270,32 +270,3 @@ def cancel(job_ids: list[str]) -> None:
     """`scancel` these jobs (running ones get SIGTERM first, and record themselves as interrupted)."""
     if job_ids:
         _run(["scancel", *job_ids])
-
-
-def write_stub(run_dir: Path, overrides: list[str], num: int) -> None:
-    """Give a job its run directory before it is submitted: run.json `not started`, Hydra's overrides and number.
-
-    The sweep report lists jobs by their directories; with this, a job that never starts (cancelled,
-    never runnable, its sweep killed) is still a row, with its true state. The run replaces all of it.
-    """
-    from omegaconf import OmegaConf
-
-    from grpolab import redaction
-    from grpolab.rundir import runinfo
-
-    hydra_dir = Path(run_dir) / ".hydra"
-    if (hydra_dir / "overrides.yaml").exists():  # the job ran before (a resumed sweep): leave it
-        return
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    runinfo.update_run(run_dir, status=NOT_STARTED, error=None)
-    runinfo.atomic_write(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": {"job": {"num": num}}}))
-    runinfo.atomic_write(hydra_dir / "overrides.yaml", OmegaConf.to_yaml([redaction.override(o) for o in overrides]))
-
-
-def record_never_started(run_dir: Path, status: str, message: str) -> None:
-    """Record how a job that never started ended (cancelled, failed); a job that started records itself."""
-    from grpolab.rundir import runinfo
-    from grpolab.rundir.status import record_outcome
-
-    if runinfo.read_run(run_dir).get("status") == NOT_STARTED:
-        record_outcome(run_dir, status, message, only_if_running=False)

@@ -136,3 +136,37 @@ def test_objective_by_name_is_what_jobs_return_and_the_report_ranks(tmp_path: Pa
         metrics = json.loads((tmp_path / row["job"] / "run.json").read_text())["metrics"]
         assert float(row["objective"]) == metrics["objective"] == metrics["rewards/tag_count/mean"]
     assert [float(r["objective"]) for r in rows] == sorted((float(r["objective"]) for r in rows), reverse=True)
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_outright_leaves_every_job_with_its_true_state(tmp_path: Path) -> None:
+    """SIGKILL of the sweep once left job 0 'failed (BrokenPipeError)' and job 1 missing from summary.csv."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", "debug=smoke", "trainer.max_steps=400", "seed=1,2"]
+    parent = subprocess.Popen([*cmd, f"hydra.sweep.dir={sweep}"], cwd=REPO, stdout=subprocess.DEVNULL)
+    first = sweep / "0" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not first.exists():  # job 0 is training
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.5)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    record = sweep / "0" / "run.json"
+    deadline = time.monotonic() + 120
+    while json.loads(record.read_text())["status"] == "running":  # the job heard its parent go and stops
+        assert time.monotonic() < deadline, "job 0 outlived its sweep"
+        time.sleep(0.5)
+    job0 = json.loads(record.read_text())
+    assert job0["status"] == "interrupted" and "SIGTERM" in job0["error"], job0["error"]
+    assert json.loads((sweep / "1" / "run.json").read_text())["status"] == "not started"
+    cmd = [sys.executable, "-m", "grpolab.sweeps.report", str(sweep)]
+    report = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    with (sweep / "summary.csv").open() as f:
+        states = {row["job"]: row["status"] for row in csv.DictReader(f)}
+    assert states == {"0": "interrupted", "1": "not started"}, states
