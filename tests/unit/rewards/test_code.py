@@ -37,6 +37,23 @@ TIMEOUT = 2.0
 SECRET = "sk-test-not-a-real-key-0123456789"
 
 
+def _sandbox_problem() -> str | None:
+    """Why this machine cannot run the isolated sandbox (no namespaces), or None."""
+    try:
+        Sandbox(Limits(timeout_s=TIMEOUT))
+    except UserError as e:
+        return str(e)
+    return None
+
+
+PROBLEM = _sandbox_problem()
+sandboxed = pytest.mark.skipif(PROBLEM is not None, reason=f"no isolated sandbox here: {PROBLEM}")
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the hostile cases need root: as another user the sandbox runs code as that user"
+)
+
+
+@sandboxed
 @pytest.mark.parametrize("module", [grpolab.rewards.code, grpolab.rewards.sandbox, grpolab.train.humaneval])
 def test_docstring_examples(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
@@ -58,6 +75,7 @@ def test_extract_code(text: str, code: str) -> None:
     assert extract_code(text) == code
 
 
+@sandboxed
 def test_every_canonical_humaneval_solution_scores_1() -> None:
     rows = humaneval_rows()
     assert len(rows) == 164
@@ -68,12 +86,14 @@ def test_every_canonical_humaneval_solution_scores_1() -> None:
     assert not failed
 
 
+@sandboxed
 def test_a_body_without_its_imports_still_runs_with_the_setup() -> None:
     row = humaneval_rows()[0]  # uses typing.List in its signature
     body = row["canonical_solution"].split("from typing import List", 1)[1]
     assert code_reward([body], tests=[row["tests"]], entry_point=[row["entry_point"]], setup=[row["setup"]]) == [1.0]
 
 
+@sandboxed
 def test_wrong_solutions_score_0_and_partial_counts_asserts() -> None:
     wrong = ["def add(a, b):\n    return a - b", "def add(a, b):\n    return None", "def plus(a, b):\n    return a + b"]
     n = len(wrong) + 1
@@ -82,6 +102,7 @@ def test_wrong_solutions_score_0_and_partial_counts_asserts() -> None:
     assert code_reward([ADD, ADD], tests=[TESTS, None], entry_point=["add"] * 2) == [1.0, None]  # no tests, no pass
 
 
+@sandboxed
 def test_outcomes_are_counted_and_logged() -> None:
     logged: dict[str, float] = {}
     extra: dict[str, list[str]] = {}
@@ -127,6 +148,8 @@ def _sandbox_processes() -> list[int]:
     return [pid for uid in range(block, block + 64) for pid in _processes_of(uid)]
 
 
+@sandboxed
+@as_root
 def test_hostile_completions_score_0_in_time_and_leave_the_machine_as_it_was(tmp_path: Path) -> None:
     home_canary = Path.home() / f".grpolab-sandbox-canary-{os.getpid()}"
     home_canary.write_text("keep me")
@@ -200,6 +223,7 @@ def test_code_reward_without_tests_columns_is_refused_before_training() -> None:
         composed("reward=[code]", "data=arithmetic")
 
 
+@sandboxed
 def test_jsonl_with_tests_columns_works_like_humaneval(tmp_path: Path) -> None:
     from grpolab.train.data import build_dataset
 

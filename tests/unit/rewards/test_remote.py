@@ -20,12 +20,23 @@ import pytest
 from conftest import REPO
 
 import grpolab.rewards.remote
+from grpolab.errors import UserError
 from grpolab.rewards import RewardError, code_reward, remote_reward
 from grpolab.rewards.kinds import tally
+from grpolab.rewards.sandbox import Sandbox
 from grpolab.rewards.serve import build_rewards, main, make_server
 from grpolab.train.humaneval import humaneval_rows
 
 TOKEN = "remote-token-0123456789"
+
+
+def isolation() -> list[str]:
+    """No override where the machine isolates the sandbox; else the explicit opt-out (the code reaches the network)."""
+    try:
+        Sandbox()
+    except UserError:
+        return ["reward.code.fn.allow_network=true"]
+    return []
 
 
 def test_docstring_examples() -> None:
@@ -52,6 +63,7 @@ def code_server() -> Iterator[dict[str, Any]]:
     port = _free_port()
     env = {**os.environ, "GRPOLAB_TEST_REWARD_TOKEN": TOKEN}
     cmd = [sys.executable, "-m", "grpolab.rewards.serve", "code", "reward.code.fn.timeout_s=2", "--port", str(port)]
+    cmd += isolation()
     proc = subprocess.Popen([*cmd, "--token-env", "GRPOLAB_TEST_REWARD_TOKEN"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -81,7 +93,7 @@ def test_the_code_reward_served_remotely_scores_as_it_does_locally(
     rows += rows[:3]
     columns = {k: [r[k] for r in rows] for k in ("tests", "entry_point", "setup")}
     kwargs = {**columns, "trainer_state": object(), "log_metric": lambda *a: None, "completion_ids": [[1]] * 9}
-    local = code_reward(completions, **columns, timeout_s=2)
+    local = code_reward(completions, **columns, timeout_s=2, allow_network=bool(isolation()))
     monkeypatch.setenv("GRPOLAB_TEST_CLIENT_TOKEN", TOKEN)
     served = remote(completions, url=code_server["url"], api_key_env="GRPOLAB_TEST_CLIENT_TOKEN", **kwargs)
     assert served == local == [1.0] * 6 + [0.0] * 3
