@@ -115,20 +115,25 @@ def test_page_renders_filters_and_stays_offline(smoke_run: Path, browser: DevToo
         if browser.evaluate("document.body && document.body.dataset.ready === '1'"):
             break
         browser.evaluate("new Promise(r => setTimeout(r, 100))")
-    rows = browser.evaluate("document.querySelectorAll('#body tr').length")
+    rows = browser.evaluate("document.querySelectorAll('#body tr:not(.empty)').length")
     assert rows == min(len(frame), 300), "the table shows the run's completions"
     shown = browser.evaluate("[...document.querySelectorAll('#body td.completion')].map(td => td.textContent)")
     assert set(shown) <= set(frame["completion"]) and shown[0] == frame["completion"].iloc[0]
     # filter by the last step: only its completions remain
     last = int(frame["step"].max())
     browser.set_input("step", str(last))
-    steps = browser.evaluate("[...document.querySelectorAll('#body tr')].map(tr => Number(tr.dataset.step))")
+    steps = browser.evaluate(
+        "[...document.querySelectorAll('#body tr:not(.empty)')].map(tr => Number(tr.dataset.step))"
+    )
     assert steps and set(steps) == {last} and len(steps) == int((frame["step"] == last).sum()) < rows
     # text search over a completion of that step narrows it further
     needle = frame[frame["step"] == last]["completion"].iloc[0]
     browser.set_input("search", needle)
     found = browser.evaluate("[...document.querySelectorAll('#body td.completion')].map(td => td.textContent)")
     assert found and all(needle.lower() in t.lower() for t in found)
+    browser.set_input("search", "no completion holds this text")
+    assert browser.evaluate("document.querySelector('#body tr.empty') !== null")
+    browser.set_input("search", needle)
     # each reward's score cell is coloured
     colours = browser.evaluate("[...document.querySelectorAll('#body td.score')].map(td => td.style.background)")
     assert colours and all(c.startswith("rgb") for c in colours)
