@@ -26,7 +26,7 @@ def run_train(
     In this process through Hydra's entry (`tests/inprocess.py`) unless the run is about processes
     (sweeps, torchrun, another cwd) or ``subprocess_only``; ``timeout`` applies to real processes.
     """
-    if not subprocess_only and not wants_subprocess(overrides, multirun, cwd):
+    if not subprocess_only and not wants_subprocess(overrides, multirun, cwd, env):
         return run_in_process(overrides, {"PYTHONUNBUFFERED": "1", **(env or {})})
     cmd = [sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *overrides]
     full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

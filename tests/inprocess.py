@@ -22,9 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 SUBPROCESS_ONLY = ("hardware.num_processes", "hardware=zero3", "hardware.num_machines", "--multirun", "-m")
 
 
-def wants_subprocess(overrides: tuple[str, ...], multirun: bool, cwd: Path) -> bool:
-    """Whether a run must be a real process: sweeps, several processes, or another working directory."""
+# libraries read these when first imported: a run that sets them needs a fresh interpreter
+IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TORCH", "OMP_", "MKL_", "CUDA_", "PYTORCH_")
+
+
+def wants_subprocess(overrides: tuple[str, ...], multirun: bool, cwd: Path, env: dict[str, str] | None = None) -> bool:
+    """Whether a run must be a real process: sweeps, several processes, another cwd or import-time settings."""
     if multirun or cwd != REPO or os.environ.get("GRPOLAB_TEST_SUBPROCESS") == "1":
+        return True
+    if any(key.startswith(IMPORT_TIME_ENV) for key in env or {}):
         return True
     return any(o.startswith(SUBPROCESS_ONLY) or o in ("--help", "-h") for o in overrides)
 
