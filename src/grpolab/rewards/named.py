@@ -22,6 +22,12 @@ from grpolab import redaction
 from grpolab.errors import UserError
 
 ON_ERROR = ("raise", "none")
+_RUNNING: list[str] = []  # the rewards being called right now, innermost last (see `running`)
+
+
+def running() -> str | None:
+    """The name of the reward whose function is running now in this process, if any (for signal handlers)."""
+    return _RUNNING[-1] if _RUNNING else None
 
 
 class RewardError(RuntimeError):
@@ -202,9 +208,13 @@ class NamedReward:
 
     def _score(self, completions: list[Any], kwargs: dict[str, Any]) -> Any:
         """Call the function; under ``timeout_s``, in a thread that is given up on when it runs over."""
-        if self.timeout_s is None:  # no thread, no overhead
-            return self.fn(completions=completions, **kwargs)
-        return call_with_timeout(self.fn, self.timeout_s, completions=completions, **kwargs)
+        _RUNNING.append(self.__name__)
+        try:
+            if self.timeout_s is None:  # no thread, no overhead
+                return self.fn(completions=completions, **kwargs)
+            return call_with_timeout(self.fn, self.timeout_s, completions=completions, **kwargs)
+        finally:
+            _RUNNING.pop()
 
     def _timed_out(self, n: int) -> list[float | None]:
         """Apply the error policy to a call of ``n`` completions that ran past ``timeout_s``."""
