@@ -7,7 +7,8 @@ ARGS ?=
 # two workers: the suite is mostly single-threaded tiny trainings in subprocesses (one file per worker)
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: browser train test lint format bench setup clean
+# test-quick: the edit loop (< 2 min): unit tests that train nothing, and one tiny end-to-end run
+.PHONY: browser train test test-quick lint format bench setup clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +25,9 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow and not slurm and not realmodel and not browser" tests/unit tests/e2e/test_smoke.py
 
 # headless Chromium from Debian's packages, for the completions-page test (root; skipped when present)
 browser:

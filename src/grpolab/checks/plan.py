@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from grpolab.checks.prompt_tokens import PROMPT_TOKENS, prompt_tokens
 from grpolab.errors import UserError
-from grpolab.rundir import runinfo
+from grpolab.files import atomic_write
 
 GIB = 2**30
 USABLE = 0.9  # share of GPU memory a plan may fill; the rest: CUDA context, NCCL buffers, fragmentation
@@ -321,11 +321,10 @@ def table(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> None:
-    """Plan the composed run: print the table, write plan.json, mark run.json `planned`; loads no weights."""
+def write_plan(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Plan the composed run: print the table and write plan.json; loads no weights. Returns the summary."""
     plan = build_plan(cfg, meta_arch(cfg.model))
-    runinfo.atomic_write(run_dir / "plan.json", json.dumps(plan, indent=2) + "\n")
-    summary = plan["per_gpu_gb"] | {"fits": plan["fits"]}
-    runinfo.update_run(run_dir, status="planned", finished_at=runinfo.now(), plan=summary)
+    atomic_write(run_dir / "plan.json", json.dumps(plan, indent=2) + "\n")
     print(table(plan))
     print(f"plan written to {run_dir / 'plan.json'}")
+    return plan["per_gpu_gb"] | {"fits": plan["fits"]}
