@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from grpolab import pipeline
 from grpolab.config.schemas import register
 from grpolab.config.validate import validate
-from grpolab.launch.job import prepare_run_dir, resolve_new_run
+from grpolab.launch.job import open_run
 from grpolab.rundir.results import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -36,10 +36,8 @@ def compose_run(*overrides: str) -> OmegaConf:
 def train_in_process(run_dir: Path, *overrides: str) -> object:
     """Compose, validate and train like `python train.py`, returning the live trainer."""
     cfg = compose_run(*FAST, *overrides)
-    validate(cfg)
-    resolve_new_run(cfg)
+    cfg, _ = open_run(cfg, run_dir, list(overrides), validate(cfg))  # as `python train.py` opens a run
     OmegaConf.set_readonly(cfg, True)
-    prepare_run_dir(cfg, run_dir, list(overrides))
     parts = pipeline.build(cfg, run_dir)
     trainer, hooks = pipeline.make_trainer(cfg, run_dir, parts)
     pipeline.train(trainer, hooks, run_dir)

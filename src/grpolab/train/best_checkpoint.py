@@ -15,7 +15,7 @@ Early stopping counts checkpoints without an improvement of more than ``min_delt
 The record (best list, checkpoints without improvement) is saved in each checkpoint as
 ``best_checkpoint.json``, so a resumed run continues it; ``best/`` entries after the resumed step are
 dropped (the resumed run trains them again). A metric that is never logged is refused at the first
-checkpoint (the first evaluation, for ``eval/`` metrics), listing the metrics that are.
+checkpoint (right after the first evaluation, for ``eval/`` metrics), listing the metrics that are.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class BestCheckpoint(TrainerCallback):
         self.latest: float | None = None
         self.seen: set[str] = set()
         self.stopped_early = False
+        self.evaluated = False
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """On resume: take the record saved with the checkpoint, and drop best/ entries after it."""
@@ -103,7 +104,14 @@ class BestCheckpoint(TrainerCallback):
         value = logs.get(self.key)
         if isinstance(value, int | float) and math.isfinite(value):
             self.latest = float(value)
-        elif self.key.startswith("eval_") and any(k.startswith("eval_") for k in logs) and self.latest is None:
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """An evaluation ran: its metrics (TRL's, then grpolab's eval callback's) are all logged by the next step."""
+        self.evaluated = True
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Refuse an eval metric that the first evaluation did not log, before training goes on."""
+        if self.evaluated and self.latest is None and self.key.startswith("eval_"):
             self._refuse()
 
     def _refuse(self) -> None:

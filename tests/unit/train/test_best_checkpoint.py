@@ -74,8 +74,17 @@ def test_resume_keeps_the_record_and_drops_what_comes_after(tmp_path: Path) -> N
 def test_a_metric_never_logged_is_refused_at_the_first_evaluation(tmp_path: Path) -> None:
     cb, state = callback(tmp_path, best_metric="eval/acuracy"), TrainerState()
     cb.on_log(None, state, TrainerControl(), logs={"loss": 0.1, "reward": 0.5})  # training logs: not yet
+    cb.on_log(None, state, TrainerControl(), logs={"eval_reward": 0.0})  # TRL's eval metrics come first,
+    cb.on_evaluate(None, state, TrainerControl())
+    cb.on_log(None, state, TrainerControl(), logs={"eval_accuracy": 0.5})  # grpolab's after them
     with pytest.raises(UserError, match=r"eval/acuracy.*eval/accuracy, eval/reward, loss, reward"):
-        cb.on_log(None, state, TrainerControl(), logs={"eval_accuracy": 0.5, "eval_reward": 0.0})
+        cb.on_step_begin(None, state, TrainerControl())  # before the next step trains
+    right = callback(tmp_path)
+    for logs in ({"eval_reward": 0.0}, {"eval_accuracy": 0.5}):
+        right.on_log(None, state, TrainerControl(), logs=logs)
+        right.on_evaluate(None, state, TrainerControl())
+    right.on_step_begin(None, state, TrainerControl())
+    assert right.latest == 0.5
     train_metric = callback(tmp_path, best_metric="rewardd")
     train_metric.on_log(None, state, TrainerControl(), logs={"reward": 0.5})
     with pytest.raises(UserError, match=r"rewardd.*reward"):
@@ -107,3 +116,22 @@ def test_run_keeps_the_best_model_at_the_root(tmp_path: Path) -> None:
     assert all((root[k] == kept[k]).all() for k in kept)
     card = (run_dir / "README.md").read_text()
     assert f"Best checkpoint by `reward` (max): **{best['value']:.4g}** at step {best['step']}" in card
+
+
+@pytest.mark.slow
+def test_run_refuses_an_eval_metric_it_never_logs_at_the_first_evaluation(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "debug=smoke",
+        "preflight=skip",
+        "data.eval_size=4",
+        "trainer.eval_strategy=steps",
+        "trainer.eval_steps=1",
+        "checkpoint.best_metric=eval/acuracy",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode != 0
+    assert "checkpoint.best_metric='eval/acuracy' is not logged" in proc.stderr
+    assert "eval/accuracy" in proc.stderr and "Traceback" not in proc.stderr
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and record["global_step"] <= 1  # at the first evaluation, not the end

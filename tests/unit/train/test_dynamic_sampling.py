@@ -17,8 +17,7 @@ from trl import GRPOTrainer
 from grpolab import pipeline
 from grpolab.config.schemas import register
 from grpolab.config.validate import validate
-from grpolab.launch.job import continue_run, prepare_run_dir, resolve_new_run
-from grpolab.rundir import runinfo
+from grpolab.launch.job import open_run
 from grpolab.rundir.results import read_metrics
 from grpolab.train.dynamic_sampling import (
     ROW_KEYS,
@@ -84,10 +83,8 @@ def test_concat_rows_pads_prompts_left_and_completions_right() -> None:
 def train_in_process(run_dir: Path, *overrides: str) -> DynamicSamplingGRPOTrainer:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["preflight=skip", "rollouts.enabled=false", *overrides])
-    validate(cfg)
-    resolve_new_run(cfg)
+    cfg, _ = open_run(cfg, run_dir, list(overrides), validate(cfg))  # as `python train.py` opens a run
     OmegaConf.set_readonly(cfg, True)
-    prepare_run_dir(cfg, run_dir, list(overrides))
     parts = pipeline.build(cfg, run_dir)
     trainer, hooks = pipeline.make_trainer(cfg, run_dir, parts)
     pipeline.train(trainer, hooks, run_dir)
@@ -152,7 +149,7 @@ def test_resume_with_dynamic_sampling_is_exact(tmp_path: Path) -> None:
     train_in_process(cut, *common, "trainer.max_steps=2")  # stops after checkpoint-2, as a killed run would
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"resume={cut}", "trainer.max_steps=4"])
-    cfg = continue_run(cfg, cut, ["trainer.max_steps=4"], runinfo.read_run(cut))
+    cfg, _ = open_run(cfg, cut, ["trainer.max_steps=4"], validate(cfg))  # resume=: continues the run
     parts = pipeline.build(cfg, cut)
     resumed, hooks = pipeline.make_trainer(cfg, cut, parts)
     pipeline.train(resumed, hooks, cut)
