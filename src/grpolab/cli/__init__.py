@@ -24,7 +24,7 @@ from pathlib import Path
 
 from grpolab.errors import UserError
 
-SERVE = "grpolab.rewards.serve"
+SERVE = "grpolab.cli.reward_server"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,9 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="reward", help="the metric ranking the jobs (default reward)")
     p = sub.add_parser("schema", help="regenerate the trainer schema from the installed TRL")
     p.add_argument("--check", action="store_true", help="only check that it is current (exit 1 when stale)")
-    if importlib.util.find_spec(SERVE) is not None:
-        p = sub.add_parser("serve-reward", help="serve reward functions over HTTP", add_help=False)
-        p.add_argument("args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("serve-reward", help="serve reward functions over HTTP", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -127,7 +126,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `grpolab` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve-reward"] and importlib.util.find_spec(SERVE) is not None:
+    if argv[:1] == ["serve-reward"]:
         return int(importlib.import_module(SERVE).main(argv[1:]) or 0)  # its own options, --help included
     args = _parser().parse_args(argv)
     try:

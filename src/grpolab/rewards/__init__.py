@@ -10,7 +10,7 @@ Built in (``conf/reward/<name>.yaml``): ``format``, ``tag_count``, ``accuracy``,
 ``length``, ``repetition``, ``reasoning_steps``. Rewards that run code or ask elsewhere: ``code``
 (each row's tests in a local sandbox, `grpolab.rewards.code`), ``judge`` (a model behind an
 OpenAI-compatible endpoint, `grpolab.rewards.judge`), ``remote`` (a reward served elsewhere,
-`grpolab.rewards.serve`), ``model`` (a sequence-classification reward model). Any other function
+`grpolab.cli.reward_server`), ``model`` (a sequence-classification reward model). Any other function
 works by ``_target_``, ``trl.rewards.*`` included.
 """
 

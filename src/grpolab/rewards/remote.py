@@ -1,4 +1,4 @@
-"""The remote reward: score completions with a reward served elsewhere (`grpolab.rewards.serve`).
+"""The remote reward: score completions with a reward served elsewhere (`grpolab.cli.reward_server`).
 
 Each batch goes out as one ``POST <url>/score`` holding the completions, the prompts and the
 dataset's columns (everything TRL passes that is JSON: ``tests``, ``answer``, ``completion_ids``...);

@@ -20,11 +20,11 @@ import pytest
 from conftest import REPO
 
 import grpolab.rewards.remote
+from grpolab.cli.reward_server import build_rewards, main, make_server
 from grpolab.errors import UserError
 from grpolab.rewards import RewardError, code_reward, remote_reward
 from grpolab.rewards.kinds import tally
 from grpolab.rewards.sandbox import Sandbox
-from grpolab.rewards.serve import build_rewards, main, make_server
 from grpolab.train.humaneval import humaneval_rows
 
 TOKEN = "remote-token-0123456789"
@@ -59,10 +59,10 @@ def _get(url: str) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="module")
 def code_server() -> Iterator[dict[str, Any]]:
-    """`python -m grpolab.rewards.serve code` on a loopback port, requiring a bearer token."""
+    """`grpolab serve-reward code` on a loopback port, requiring a bearer token."""
     port = _free_port()
     env = {**os.environ, "GRPOLAB_TEST_REWARD_TOKEN": TOKEN}
-    cmd = [sys.executable, "-m", "grpolab.rewards.serve", "code", "reward.code.fn.timeout_s=2", "--port", str(port)]
+    cmd = [sys.executable, "-m", "grpolab.cli.reward_server", "code", "reward.code.fn.timeout_s=2", "--port", str(port)]
     cmd += isolation()
     proc = subprocess.Popen([*cmd, "--token-env", "GRPOLAB_TEST_REWARD_TOKEN"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip

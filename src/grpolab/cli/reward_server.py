@@ -1,8 +1,9 @@
 """Serve any grpolab reward option over HTTP, so that an expensive reward runs on another machine.
 
-    python -m grpolab.rewards.serve code --port 8765                       # the sandboxed code reward
-    python -m grpolab.rewards.serve judge reward.judge.fn.base_url=http://gpu-box:8000/v1
-    python -m grpolab.rewards.serve code --host 0.0.0.0 --token-env REWARD_TOKEN   # clients must send it
+    grpolab serve-reward code --port 8765                       # the sandboxed code reward
+    grpolab serve-reward judge reward.judge.fn.base_url=http://gpu-box:8000/v1
+    grpolab serve-reward code --host 0.0.0.0 --token-env REWARD_TOKEN  # clients must send it
+    python -m grpolab.cli.reward_server code --port 8765              # the same, without the console script
 
 The option is composed from ``conf/reward/<option>.yaml`` with any overrides, exactly as a run
 would compose it, and built once. The protocol (`grpolab.rewards.remote` is its client):
@@ -34,7 +35,7 @@ from grpolab.errors import UserError
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 MAX_BODY = 256 * 1024 * 1024
-log = logging.getLogger("grpolab.rewards.serve")
+log = logging.getLogger("grpolab.cli.reward_server")
 
 
 class BadRequest(ValueError):
