@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from grpolab.rundir import results, runinfo
+from grpolab.rundir.lock import is_dead
 
 SKIP_DIRS = ("checkpoint-", "wandb", "tensorboard", "rollouts", "mlruns", "trackio", ".hydra")
 
@@ -97,10 +98,16 @@ def facts(run_dir: Path) -> dict[str, Any]:
         objective = results.run_objective(run_dir, history, str(cfg.get("objective") or "reward"))
     rewards = list((cfg.get("reward") or {}).keys()) or reward_names(history)
     trainer = cfg.get("trainer") or {}
+    status, error = record.get("status") or "starting", record.get("error")
+    if is_dead(record, run_dir):  # says running, but no live process holds the directory
+        status = "dead"
+        error = "the process died without recording its end (SIGKILL, out of memory, a lost node); " + (
+            f"continue with `python train.py resume={run_dir}`"
+        )
     return {
         "dir": run_dir,
         "name": record.get("name") or cfg.get("name") or run_dir.name,
-        "status": record.get("status") or "starting",
+        "status": status,
         "model": ((cfg.get("model") or {}).get("name")) or "?",
         "rewards": rewards,
         "steps": record.get("global_step") or (train_rows(history)[-1]["step"] if train_rows(history) else 0),
@@ -109,7 +116,7 @@ def facts(run_dir: Path) -> dict[str, Any]:
         "objective_key": cfg.get("objective") or "reward",
         "wall_s": wall_seconds(record),
         "started_at": record.get("started_at") or "",
-        "error": record.get("error"),
+        "error": error,
         "logger": (cfg.get("logger") or {}).get("name") or "none",
         "record": record,
         "config": cfg,
