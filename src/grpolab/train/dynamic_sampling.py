@@ -200,6 +200,8 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         metrics["dynamic_sampling/prompts_consumed"].append(float(rounds * wanted))
         metrics["dynamic_sampling/refill_cursor"].append(float(self.ds_cursor))
         metrics["dynamic_sampling/frac_reward_zero_std"].append(trained_zero_std)
+        each = self.accelerator.gather(torch.tensor([rounds], device=self.accelerator.device))  # every rank's count
+        metrics["dynamic_sampling/gen_rounds_rank_spread"].append(float(each.max() - each.min()))
         if kept < wanted:
             log.warning(
                 "dynamic sampling: %d of %d groups have differing rewards after %d generation round(s) "

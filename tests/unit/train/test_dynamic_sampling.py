@@ -182,3 +182,4 @@ def test_zero3_ranks_refill_together(tmp_path: Path) -> None:
     rows = ds_rows(run_dir)
     assert len(rows) == 2 and max(r["dynamic_sampling/gen_rounds"] for r in rows) > 1
     assert all(r["dynamic_sampling/frac_reward_zero_std"] < 1.0 for r in rows)  # each step trained some groups
+    assert all(r["dynamic_sampling/gen_rounds_rank_spread"] == 0.0 for r in rows)  # both ranks, same rounds
