@@ -89,11 +89,11 @@ def make_trainer(cfg: DictConfig, run_dir: Path, parts: Parts) -> tuple[Any, lis
     from grpolab import trl_seams
     from grpolab.eval.evaluate import EvalCallback
     from grpolab.rewards.schedules import WeightSchedules, from_config
-    from grpolab.rundir.rollouts import RolloutArchive
     from grpolab.train.console import Console
     from grpolab.train.interrupts import StopOnSignal
     from grpolab.train.models import load_model
     from grpolab.train.recorder import RunRecorder
+    from grpolab.train.rollout_archive import RolloutArchive
 
     args = grpo_config(cfg, run_dir, parts.weights)  # before the model: it initialises the distributed state
     model = load_model(parts.source, cfg.model, cfg.hardware)
