@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from grpolab import redaction
 from grpolab.rewards.kinds import outside_rewards
 from grpolab.rundir import results, runinfo
+from grpolab.rundir.overview import duration
 
 CARD = "README.md"
 PLOT = "reward.png"
@@ -79,16 +80,6 @@ def fenced(text: str, lang: str = "text") -> str:
     return f"{fence}{lang}\n{text}\n{fence}"
 
 
-def duration(seconds: float | None) -> str:
-    """A short human duration: `42.0 s`, `3 min 05 s`, `2 h 07 min`."""
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
 def _wall_time(record: dict[str, Any]) -> str:
     start, end = record.get("started_at"), record.get("finished_at")
     if not start:
@@ -97,7 +88,7 @@ def _wall_time(record: dict[str, Any]) -> str:
         return f"running since {start}"
     total = (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
     runtime = record.get("train_runtime_s")
-    return duration(total) + (f" (of which training {duration(runtime)})" if runtime else "")
+    return duration(total, "—") + (f" (of which training {duration(runtime)})" if runtime else "")
 
 
 def _choices(cfg: DictConfig, run_dir: Path) -> str:

@@ -124,14 +124,14 @@ def facts(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def duration(seconds: float | None) -> str:
+def duration(seconds: float | None, missing: str = "?") -> str:
     """A short duration: ``4.2 s``, ``3 min 05 s``, ``2 h 07 min``.
 
     >>> duration(4.24), duration(185), duration(7620), duration(None)
     ('4.2 s', '3 min 05 s', '2 h 07 min', '?')
     """
     if seconds is None:
-        return "?"
+        return missing
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)
