@@ -29,8 +29,13 @@ def bench_module(name: str) -> ModuleType:
 
 
 def default_cfg() -> DictConfig:
+    """The default config as it resolves on a CPU-only machine (hardware=auto picks the CPU there)."""
+    from grpolab.launch.hardware import Devices, resolve
+
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="train")
+        cfg = compose(config_name="train")
+    resolve(cfg.hardware, seen=Devices(gpus=0, bf16=False))
+    return cfg
 
 
 def test_plain_script_builds_the_default_model_data_and_config(tmp_path: Path) -> None:
