@@ -5,7 +5,7 @@
 `format_reward` is all or nothing, so a policy that has never produced the whole format gets no
 signal from it: every completion of a group scores 0 and the GRPO advantage is zero. This reward
 counts the steps of the format a completion takes in order, from its first character, up to the
-first step it misses, plus a little for stopping right there; unlike ``tag_count`` it cannot be
+first step it misses, and whether it ends right after the last one; unlike ``tag_count`` it cannot be
 maximised by tags in the wrong order or by text outside the blocks, and it reaches 1.0 only where
 ``format`` does.
 """
@@ -27,8 +27,7 @@ STEPS = (
     re.compile(rf"{_NO_TAG}{ANSWER_CLOSE}", re.DOTALL),  # 5. closed by </answer>, no other tag inside
 )
 _END = re.compile(r"\s*\Z")
-STEP, STOP = 2, 1  # points for each step taken, and for stopping right after the last one
-CREDITS = STEP * len(STEPS) + STOP
+CREDITS = len(STEPS) + 1  # the five steps, and ending right after the last of them
 
 
 def format_steps(text: str) -> tuple[int, bool]:
@@ -53,17 +52,14 @@ def format_progress_reward(
     completion_ids: list[list[int]] | None = None,
     **kwargs: Any,
 ) -> list[float]:
-    r"""Credit for each step of the format taken in order from the start, and half as much for stopping there.
+    r"""Score the share of the format's six steps a completion takes in order, from its start.
 
-    The five steps: open with ``<think>``; close it with ``</think>`` (no other tag inside); then
-    ``<answer>`` (only whitespace between); an answer that is not blank; ``</answer>`` (no other tag
-    inside). Each step earns 2 points; 1 more is for ending right after the last step taken (at
-    least one): nothing but whitespace follows and, with ``max_tokens`` (the run's
-    ``trainer.max_completion_length``), the completion has fewer tokens than that, so it stopped by
-    itself rather than being cut off. Stopping is rewarded at every stage, so a policy keeps its
-    end-of-sequence token while it learns the format instead of unlearning it on early junk, and it
-    is worth less than the next step, so stopping early is never the best move. The score is the
-    points over 11: a completion scores 1.0 only where `grpolab.rewards.format_reward` does.
+    The steps: open with ``<think>``; close it with ``</think>`` (no other tag inside); then
+    ``<answer>`` (only whitespace between); an answer that is not blank; ``</answer>`` (no other
+    tag inside); then the end: nothing but whitespace after it and, with ``max_tokens`` (the run's
+    ``trainer.max_completion_length``), fewer tokens than that, so the completion ended by itself
+    rather than being cut off. A completion scores 1.0 only where `grpolab.rewards.format_reward`
+    does.
 
     Args:
         completions: plain strings or conversational completions.
@@ -72,17 +68,18 @@ def format_progress_reward(
         **kwargs: the batch's other columns (unused).
 
     Returns:
-        0, 2/11, 3/11, ..., 10/11 or 1.0 per completion.
+        0, 1/6, ..., 5/6 or 1.0 per completion.
 
     >>> format_progress_reward(["<think>1+1</think>\n<answer>2</answer>", "<think>1+1", "<think>1+1</think>", "x"])
-    [1.0, 0.18181818181818182, 0.45454545454545453, 0.0]
+    [1.0, 0.16666666666666666, 0.3333333333333333, 0.0]
     >>> ended, cut = [0] * 7, [0] * 8  # 6 tokens and the end of sequence; 8 tokens, cut off at max_tokens=8
     >>> format_progress_reward(["<think>a</think><answer>2</answer>"] * 2, max_tokens=8, completion_ids=[ended, cut])
-    [1.0, 0.9090909090909091]
+    [1.0, 0.8333333333333334]
     """
     scores = []
     for i, c in enumerate(completions):
         steps, clean_end = format_steps(completion_text(c))
         cut = max_tokens is not None and completion_ids is not None and len(completion_ids[i]) >= max_tokens
-        scores.append((STEP * steps + STOP * (clean_end and not cut)) / CREDITS)
+        ended = steps == len(STEPS) and clean_end and not cut
+        scores.append((steps + ended) / CREDITS)
     return scores

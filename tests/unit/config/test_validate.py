@@ -177,5 +177,5 @@ def test_model_path_is_checked_before_any_model_loads(tmp_path: Path) -> None:
 def test_validate_hands_back_the_rewards_typed() -> None:
     """The launcher freezes these instead of typing each reward a second time."""
     typed = validate(composed("+reward.format.timeout_s=5"))
-    assert list(typed) == ["format", "tag_count"]
+    assert list(typed) == ["format", "tag_count", "format_progress"]
     assert typed["format"].timeout_s == 5 and typed["format"].on_error == "raise"  # a RewardSchema default

@@ -91,7 +91,7 @@ def test_eval_metrics_are_logged_before_during_and_after_training(eval_run: Path
 def test_eval_json_holds_the_final_evaluation(eval_run: Path) -> None:
     result = json.loads((eval_run / "eval.json").read_text())
     assert result["step"] == 3 and result["prompts"] == 4 and result["k"] == 4
-    assert result["correct"] == {"rewards": ["format", "tag_count"], "threshold": 1.0}
+    assert result["correct"] == {"rewards": ["format", "tag_count", "format_progress"], "threshold": 1.0}
     metrics = result["metrics"]
     assert {"accuracy", "pass@1", "pass@4", "reward", "rewards/format/mean", "greedy/tag_count"} <= set(metrics)
     assert len(result["samples"]) == 4 and {"prompt", "completion", "rewards"} <= set(result["samples"][0])

@@ -32,8 +32,8 @@ CASES = [
 @pytest.mark.parametrize(("text", "steps", "end"), CASES)
 def test_steps_follow_the_format_in_order(text: str, steps: int, end: bool) -> None:
     assert format_steps(text) == (steps, end)
-    assert format_progress_reward([text]) == [(2 * steps + end) / 11]
-    assert format_progress_reward([[{"role": "assistant", "content": text}]]) == [(2 * steps + end) / 11]
+    assert format_progress_reward([text]) == [(steps + (steps == 5 and end)) / 6]
+    assert format_progress_reward([[{"role": "assistant", "content": text}]]) == [(steps + (steps == 5 and end)) / 6]
 
 
 @pytest.mark.parametrize(("text", "steps", "end"), CASES)
@@ -47,7 +47,7 @@ def test_full_credit_only_where_format_scores_one(text: str, steps: int, end: bo
 def test_a_completion_cut_off_at_the_limit_has_not_ended() -> None:
     text = "<think>a</think><answer>4</answer>"  # 6 tokens of the tiny tokenizer
     ended, cut = [0] * 7, [0] * 8  # with the end-of-sequence token; cut at max_tokens=8
-    assert format_progress_reward([text, text], max_tokens=8, completion_ids=[ended, cut]) == [1.0, 10 / 11]
+    assert format_progress_reward([text, text], max_tokens=8, completion_ids=[ended, cut]) == [1.0, 5 / 6]
     assert format_progress_reward([text], max_tokens=8) == [1.0], "without ids the length is unknown"
-    short = "<think>a</think>"  # stopping is credited at every stage, and a cut is no stop
-    assert format_progress_reward([short, short], max_tokens=3, completion_ids=[[0] * 3, [0] * 2]) == [4 / 11, 5 / 11]
+    short = "<think>a</think>"  # the end counts only after the last step
+    assert format_progress_reward([short, short], max_tokens=3, completion_ids=[[0] * 3, [0] * 2]) == [2 / 6, 2 / 6]

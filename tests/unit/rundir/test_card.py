@@ -126,7 +126,7 @@ def test_card_cli_rerenders_and_refuses_a_non_run_directory(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_smoke_run_card(smoke_run: Path) -> None:
-    text = load_card(smoke_run, license="apache-2.0", model_name="tiny-grpo-format-tag_count")
+    text = load_card(smoke_run, license="apache-2.0", model_name="tiny-grpo-format-tag_count-format_progress")
     data = ModelCard.load(smoke_run / "README.md").data.to_dict()
     assert "base_model" not in data and "datasets" not in data, "the tiny model and generated data are not hub ids"
     assert {"format", "tag_count"} <= set(data["tags"])

@@ -24,13 +24,14 @@ def test_every_sampled_completion_has_a_row_with_every_column(smoke_run: Path) -
     parts = sorted((smoke_run / ARCHIVE).glob("*.parquet"))
     assert [p.name for p in parts] == ["step-000001.parquet", "step-000002.parquet"]
     frame = pd.read_parquet(smoke_run / ARCHIVE)
-    assert list(frame.columns) == [*FIXED[:5], "format", "tag_count", *FIXED[5:]]
+    assert list(frame.columns) == [*FIXED[:5], "format", "tag_count", "format_progress", *FIXED[5:]]
     assert frame.groupby("step").size().to_dict() == {1: 4, 2: 4}
     assert frame.groupby(["step", "group"]).size().eq(2).all()
     assert frame["prompt"].str.startswith("What is ").all() and frame["answer"].str.fullmatch(r"-?\d+").all()
     assert frame["completion_length"].between(1, 8).all()  # trainer.max_completion_length=8 in debug=smoke
     assert (frame["completion_length"] == 8)[frame["truncated"]].all()  # cut at the limit, not ended by EOS
-    assert frame["total"].tolist() == pytest.approx((frame["format"] + frame["tag_count"]).tolist())
+    total = frame["format"] + frame["tag_count"] + frame["format_progress"]
+    assert frame["total"].tolist() == pytest.approx(total.tolist())
 
 
 def test_advantages_follow_the_group_formula(smoke_run: Path) -> None:
