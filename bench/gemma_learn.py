@@ -1,6 +1,6 @@
 """The real gemma-3-270m learning on the CPU: a reward that rises within 30 minutes on 2 cores, with its plot.
 
-    nice -n 10 python bench/gemma_learn.py                      # ~30 min on 2 shared cores
+    nice -n 10 python bench/gemma_learn.py                      # 20 steps: ~12 min on 2 lightly shared cores
     python bench/gemma_learn.py --steps 10 --output-dir outputs/gemma_learn_quick
 
 Why this reward and prompt: the base model never writes the strict think/answer format unprompted,
@@ -73,7 +73,7 @@ def plot(run_dir: Path, out: Path) -> list[dict[str, float]]:
 def main(argv: list[str] | None = None) -> None:
     """Train, then plot and print the first and last five steps' mean rewards."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--output-dir", default="outputs/gemma_learn")
     parser.add_argument("--plot", default=str(REPO / "docs" / "gemma_learning.png"))
     parser.add_argument("--plot-only", action="store_true", help="plot an existing run directory")

@@ -143,8 +143,8 @@ def test_card_of_the_real_run(resumed_run: Path) -> None:
 def test_plan_against_measured_peak_rss(gemma_run: tuple[Path, int], gemma_dir: Path, tmp_path: Path) -> None:
     """plan=true for the run's settings against the run's measured peak RSS.
 
-    plan=true assumes 512 prompt tokens (no prompt-length setting exists), where these prompts have
-    ~60: its logits and activations are then 8x too large and its peak ~2.4x the measured one. With
+    plan=true assumes 512 prompt tokens (no prompt-length setting exists), where these prompts have at
+    most 34: its logits and activations are then ~8x too large and its peak ~2.4x the measured one. With
     the prompts' real length put in its place, the same estimate lands within the tolerance asserted
     here: it counts what training holds (fp32 weights, gradients, AdamW moments, logits, activations,
     KV cache) but not the process itself (Python, torch, a 262k-token tokenizer: ~0.5-1 GiB).
