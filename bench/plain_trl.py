@@ -40,7 +40,7 @@ SYSTEM_PROMPT = "Think in <think></think>, answer in <answer></answer>."
 def grpo_args(
     output_dir: str, steps: int, save_steps: int = 100, seed: int = SEED, trl_defaults: Collection[str] = ()
 ) -> Any:
-    """The GRPOConfig of the embedded default (conf/trainer/default.yaml on hardware=cpu, model=tiny).
+    """The GRPOConfig of the embedded default (conf/model/tiny.yaml trainer values, conf/trainer/default.yaml, hardware=cpu).
 
     ``trl_defaults`` names settings left to TRL, which turns both on: ``bf16`` (autocast, even on a
     CPU) and ``checkpointing`` (gradient checkpointing). grpolab states them instead: fp32 on the
