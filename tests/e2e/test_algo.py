@@ -46,9 +46,12 @@ def train_in_process(run_dir: Path, *overrides: str) -> object:
 
 def test_the_glob_finds_the_variants() -> None:
     assert {"grpo", "dr_grpo", "dapo", "gspo", "cispo", "sapo", "lite_ppo", "trl_default"} <= set(ALGOS)
-    default = compose_run()
+    default = compose_run("model=gemma")
     assert default.algo.name == "trl_default"  # today's behaviour, named
     assert (default.trainer.loss_type, default.trainer.beta, default.trainer.scale_rewards) == ("dapo", 0.0, "group")
+    tiny = compose_run()  # the tiny model's own default variant keeps a KL anchor; a named algo= wins over it
+    assert (tiny.algo.name, tiny.trainer.loss_type, tiny.trainer.beta) == ("trl_default_kl", "dapo", 0.04)
+    assert compose_run("algo=dr_grpo").algo.name == "dr_grpo"
 
 
 @pytest.mark.parametrize("algo", ALGOS)

@@ -88,6 +88,18 @@ def test_the_strict_format_is_learned(default_run: Path) -> None:
     assert total_last - total_first >= 1.0
 
 
+def test_completions_end_by_themselves(default_run: Path) -> None:
+    """Well formed means ended too: the answer is followed by end of sequence, not cut at the token limit."""
+    rows = [row for row in read_metrics(default_run) if "completions/clipped_ratio" in row]
+    _, last = fifths([row["completions/clipped_ratio"] for row in rows])
+    assert last <= 0.05, f"{last:.0%} of the last 20% of completions were cut at trainer.max_completion_length"
+    import pandas as pd
+
+    archive = pd.read_parquet(default_run / "rollouts")
+    final = archive[archive["step"] == archive["step"].max()]
+    assert not final["truncated"].any() and all(well_formed(t) for t in final["completion"]), final.head()
+
+
 def test_card_samples_are_well_formed(default_run: Path) -> None:
     card = (default_run / "README.md").read_text()
     section = card.split("### Sample completions", 1)[1].split("\n## ", 1)[0]
@@ -119,6 +131,7 @@ def test_the_saved_model_answers_in_format(default_run: Path) -> None:
         out = model.generate(**ids, max_new_tokens=budget, do_sample=True)[0, ids["input_ids"].shape[1] :]
         text = tok.decode(out, skip_special_tokens=True)
         assert well_formed(text), text
+        assert tok.eos_token_id in out.tolist(), f"no end of sequence within {budget} tokens: {text!r}"
 
 
 def test_pipeline_generates_from_run_dir(default_run: Path) -> None:

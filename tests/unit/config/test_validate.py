@@ -73,7 +73,7 @@ REFUSED: list[tuple[list[str], str]] = [
     (["trainer.loss_type=ppo"], "trainer.loss_type='ppo' is not one of ['grpo', 'dr_grpo', 'dapo'"),
     (["trainer.scale_rewards=true"], "trainer.scale_rewards='True' is not one of ['group', 'batch', 'none']"),
     (["trainer.generation_batch_size=32", "trainer.steps_per_generation=2"], "not both"),
-    (["trainer.sync_ref_model=true"], "trainer.sync_ref_model=true has no reference model"),
+    (["trainer.sync_ref_model=true", "trainer.beta=0"], "trainer.sync_ref_model=true has no reference model"),
     (["trainer.auto_find_batch_size=true"], "trainer.auto_find_batch_size=true is refused by GRPO"),
     # one knob for activation checkpointing: the model group's
     (["trainer.activation_checkpointing=true"], "use model.gradient_checkpointing (the model group) instead"),
