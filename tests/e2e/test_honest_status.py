@@ -145,3 +145,33 @@ def test_a_run_cut_short_in_its_final_save_can_be_finished(tmp_path: Path) -> No
     assert record(run_dir)["status"] == "completed" and (run_dir / "model.safetensors").exists()
     refused = run_train(f"resume={run_dir}")  # a completed run has nothing left to train
     assert refused.returncode == 1 and "trainer.max_steps" in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_run_naming_the_directory_and_resume_finishes_it(tmp_path: Path) -> None:
+    """A real small filesystem: the run fails once, says where and how much, keeps its last checkpoint, resumes."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(mount)], check=True)
+    try:
+        run_dir = mount / "run"
+        proc = run_train(
+            *BASE, "preflight=skip", "trainer.max_steps=4", "trainer.save_steps=1", f"hydra.run.dir={run_dir}"
+        )
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1, proc.stderr[-3000:]
+        assert f"the disk holding {run_dir} is full" in errors[0] and "bytes free" in errors[0], errors[0]
+        rec = record(run_dir)
+        assert rec["status"] == "failed" and "is full" in rec["error"] and rec["global_step"] >= 1
+        assert not [p for p in run_dir.rglob("*") if ".tmp" in p.name], "temporary files left behind"
+        kept = [p for p in run_dir.glob("checkpoint-*") if (p / ".complete").exists()]
+        assert kept and all(not (p / ".complete").read_text().startswith("{}") for p in kept)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)  # space freed
+        assert_ok(run_train(f"resume={run_dir}"))
+        rec = record(run_dir)
+        assert rec["status"] == "completed" and rec["global_step"] == 4
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

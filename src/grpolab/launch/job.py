@@ -213,8 +213,8 @@ def start(cfg: DictConfig) -> float | None:
         return pipeline.run(cfg, run_dir, evaluating_run=evaluating_run)
     except Interrupted as e:
         fail(str(e), e, code=INTERRUPTED_EXIT)
-    except Exception as e:
-        fail(failure_message(e, run_dir), e)
+    except Exception as e:  # the status owner recorded it: print what run.json says, the one account of it
+        fail(runinfo.read_run(run_dir).get("error") or failure_message(e, run_dir), e)
     finally:
         claim.release()
         if not cfg.plan:
