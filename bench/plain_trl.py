@@ -8,7 +8,7 @@
 
 Same model (the tiny Qwen3-shaped model from grpolab's cache, built from the same architecture and
 seed), same data (the arithmetic prompts as a conversational `prompt` column, shuffled with the
-seed), the same two reward functions (unwrapped), the same `GRPOConfig` values and seed. No Hydra,
+seed), the same three reward functions (unwrapped), the same `GRPOConfig` values and seed. No Hydra,
 no run directory bookkeeping, no preflight, no card: TRL's own defaults for everything else, its
 printer callback included. At the end it saves the model and writes `trainer.state.log_history` to
 `<output-dir>/metrics.jsonl`, one row per log, as grpolab does.
@@ -40,7 +40,7 @@ SYSTEM_PROMPT = "Think in <think></think>, answer in <answer></answer>."
 def grpo_args(
     output_dir: str, steps: int, save_steps: int = 100, seed: int = SEED, trl_defaults: Collection[str] = ()
 ) -> Any:
-    """The GRPOConfig of the embedded default (conf/model/tiny.yaml trainer values, conf/trainer/default.yaml, hardware=cpu).
+    """The GRPOConfig of the embedded default (model=tiny's trainer values and variant, hardware=cpu).
 
     ``trl_defaults`` names settings left to TRL, which turns both on: ``bf16`` (autocast, even on a
     CPU) and ``checkpointing`` (gradient checkpointing). grpolab states them instead: fp32 on the
@@ -56,7 +56,7 @@ def grpo_args(
         **own,
         output_dir=output_dir,
         learning_rate=3e-3,
-        beta=0.0,
+        beta=0.04,  # model=tiny's default variant, algo=trl_default_kl
         num_generations=8,
         per_device_train_batch_size=16,
         gradient_accumulation_steps=1,
@@ -74,7 +74,7 @@ def grpo_args(
         log_completions=False,
         seed=seed,
         data_seed=seed,
-        reward_weights=[1.0, 1.0],
+        reward_weights=[1.0, 1.0, 1.0],
         report_to="none",
         use_cpu=True,
     )
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
+    from grpolab.rewards.progress import format_progress_reward
     from grpolab.rewards.tags import format_reward, tag_count_reward
     from grpolab.train.models import tiny_model_dir
 
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=[format_reward, tag_count_reward],
+        reward_funcs=[format_reward, tag_count_reward, format_progress_reward],
         args=grpo_args(args.output_dir, args.steps, args.save_steps, trl_defaults=args.trl_defaults.split(",")),
         train_dataset=dataset(),
         processing_class=tokenizer,

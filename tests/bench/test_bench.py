@@ -47,7 +47,7 @@ def test_plain_script_builds_the_default_model_data_and_config(tmp_path: Path) -
     assert cfg.data.system_prompt == plain.SYSTEM_PROMPT
     assert (cfg.data.size, cfg.data.max_operand, list(cfg.data.operations)) == (2000, 20, ["+", "-"])
     assert cfg.seed == plain.SEED
-    ours = grpo_config(cfg, tmp_path, [1.0, 1.0]).to_dict()
+    ours = grpo_config(cfg, tmp_path, [1.0] * len(cfg.reward)).to_dict()
     theirs = plain.grpo_args(str(tmp_path), steps=cfg.trainer.max_steps).to_dict()
     differ = {k for k in ours if ours[k] != theirs.get(k)} - {"run_name", "logging_dir"}
     assert not differ, {k: (ours[k], theirs.get(k)) for k in differ}

@@ -11,9 +11,9 @@ from conftest import assert_ok, run_train
 pytestmark = pytest.mark.slow  # trains tiny runs
 WARNING = re.compile(r"\b\w*Warning\b|warnings\.warn")
 PROGRESS_BAR = re.compile(r"\d+%\|| it/s\]|s/it\]|examples/s\]")
-STEP_LINE = re.compile(
-    r"step (\d+)/6 \| reward [\d.]+ \| format [\d.]+ tag_count [\d.]+ \| len [\d.]+ clipped \d+% \| "
-    r"[\d.]+ s/step ETA [\d.]+ s"
+STEP_LINE = re.compile(  # the default's rewards, and KL since model=tiny's default variant keeps a KL anchor
+    r"step (\d+)/6 \| reward [\d.]+ \| format [\d.]+ tag_count [\d.]+ format_progress [\d.]+ \| len [\d.]+ "
+    r"clipped \d+% \| kl [\d.]+ \| [\d.]+ s/step ETA [\d.]+ s"
 )
 
 

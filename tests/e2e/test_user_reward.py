@@ -55,9 +55,9 @@ def test_user_reward_from_a_config_dir_on_the_searchpath(tmp_path: Path) -> None
         cwd=USER,
     )
     assert_ok(proc)
-    report = json.loads((run_dir / "run.json").read_text())["preflight"]
+    report = json.loads((run_dir / "run.json").read_text())["preflight"]["synthetic"]
     assert set(report) == {"format", "mine"}
-    assert report["mine"]["synthetic"]["gold"] == 3.0
+    assert report["mine"]["gold"] == 3.0
 
 
 def test_an_unimportable_user_reward_is_refused_naming_the_fix(tmp_path: Path) -> None:

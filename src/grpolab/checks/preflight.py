@@ -244,6 +244,18 @@ def run(
     return {"preflight": report}
 
 
+def _gathered(model: Any) -> Any:
+    """Under ZeRO-3 each rank holds a shard of every weight: gather them for generation (every rank calls this)."""
+    import contextlib
+
+    params = list(model.parameters())
+    if not params or not hasattr(params[0], "ds_id"):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
 def check_model(
     cfg: Any, run_dir: Path | None, model: Any, *, tokenizer: Any, dataset: Any, funcs: list[NamedReward]
 ) -> dict[str, Any]:
@@ -270,7 +282,8 @@ def check_model(
     main = int(os.environ.get("RANK", "0")) == 0
     rows = dataset.select(range(min(signal.prompts(cfg), len(dataset)))).to_list()
     start = time.perf_counter()
-    batch = sample_batch(model, tokenizer, rows, cfg)
+    with _gathered(model):
+        batch = sample_batch(model, tokenizer, rows, cfg)
     scores = {f.__name__: score(f, batch) for f in funcs}
     seconds = time.perf_counter() - start
     weights = {name: schedule(1) for name, schedule in from_config(cfg.reward).items()}

@@ -40,7 +40,8 @@ def tally(name: str, trainer_state: Any, add: Mapping[str, int], keys: Sequence[
     Each trainer state (a run, a resumed run, the preflight batch) keeps totals of its own, so runs
     made one after another in one process (a sweep) and preflight's completions are not mixed in.
 
-    >>> tally("doc", None, {"passed": 2}, ["passed", "failed"]), tally("doc", None, {"failed": 1}, ["failed"])
+    >>> run = object()  # stands for a run's trainer state
+    >>> tally("doc", run, {"passed": 2}, ["passed", "failed"]), tally("doc", run, {"failed": 1}, ["failed"])
     ({'passed': 2, 'failed': 0}, {'failed': 1})
     """
     with _TALLY_LOCK:

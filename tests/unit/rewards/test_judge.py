@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import doctest
 import json
 import os
 import signal
@@ -21,9 +20,7 @@ from typing import Any
 import pytest
 from conftest import REPO
 
-import grpolab.rewards.http
 import grpolab.rewards.judge
-import grpolab.rewards.kinds
 from grpolab import redaction
 from grpolab.rewards import RewardError, judge_reward
 from grpolab.rewards.judge import parse_score
@@ -36,11 +33,6 @@ def counted(name: str) -> dict[str, int]:
 
 
 COMPLETIONS = ["The answer is 4.", "5", "I don't know.", "2 + 2 = 4, so 4."]
-
-
-@pytest.mark.parametrize("module", [grpolab.rewards.http, grpolab.rewards.judge, grpolab.rewards.kinds])
-def test_docstring_examples(module: object) -> None:
-    assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
 
 
 PARSE_CASES = [

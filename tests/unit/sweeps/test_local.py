@@ -104,7 +104,7 @@ def test_local_parallel_runs_jobs_side_by_side_with_their_own_logs(tmp_path: Pat
     for num in (0, 1):
         assert _record(tmp_path / str(num))["status"] == "completed"
         log = (tmp_path / ".launcher" / f"{num}.log").read_text()
-        assert "'step': 2" in log
+        assert "step 2/2 | reward" in log
         assert f"[#{num}] " in proc.stdout
     assert (tmp_path / "README.md").is_file()  # the sweep report
     assert statuses(tmp_path) == {"0": "completed", "1": "completed"}
