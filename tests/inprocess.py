@@ -74,5 +74,8 @@ def run_in_process(overrides: tuple[str, ...], env: dict[str, str]) -> subproces
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         finally:
+            from hydra.core.hydra_config import HydraConfig
+
             GlobalHydra.instance().clear()
+            HydraConfig.instance().cfg = None  # a fresh process has no Hydra job either
     return subprocess.CompletedProcess([sys.executable, "train.py", *overrides], code, out.getvalue(), err.getvalue())

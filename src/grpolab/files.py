@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+RUN_DIR_ENV = "GRPOLAB_RUN_DIR"  # this process's run directory, for code that keeps files beside the run
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:

@@ -100,13 +100,12 @@ def _text(value: Any) -> str:
 
 
 def run_directory() -> str | None:
-    """This Hydra job's output directory (the run directory), or None outside a Hydra job (a torchrun worker)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    """The run directory of this process (every rank's, as the pipeline sets it), or None outside a run."""
+    import os
 
-        return str(HydraConfig.get().runtime.output_dir)
-    except (ImportError, ValueError):
-        return None
+    from grpolab.files import RUN_DIR_ENV
+
+    return os.environ.get(RUN_DIR_ENV) or None
 
 
 def _cache(cache_dir: str | None, name: str) -> ReplyCache:

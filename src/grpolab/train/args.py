@@ -8,6 +8,7 @@ hardware option), the tracker (the logger option) and activation checkpointing (
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,9 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
     """Per-process settings before torch does any work: threads and the tracker's environment."""
     import torch
 
+    from grpolab.files import RUN_DIR_ENV
+
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # a judge keeps its reply cache beside the run (rewards/judge.py)
     if cfg.hardware.torch_threads:
         torch.set_num_threads(cfg.hardware.torch_threads)
     from grpolab.train.console import quiet_third_party
