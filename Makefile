@@ -27,7 +27,7 @@ test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-quick: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow and not slurm and not realmodel and not browser" tests/unit tests/e2e/test_smoke.py
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow and not slurm and not realmodel" tests/unit tests/e2e/test_smoke.py
 
 # headless Chromium from Debian's packages, for the completions-page test; without root the test skips, saying why
 browser:
