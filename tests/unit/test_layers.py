@@ -43,7 +43,7 @@ def test_every_module_lives_in_a_known_room() -> None:
     assert not unknown, f"add these rooms to ORDER (and the README's layout): {unknown}"
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: name_of(p))
+@pytest.mark.parametrize("path", MODULES, ids=name_of)
 def test_no_import_points_upward(path: Path) -> None:
     here = ORDER.index(room(name_of(path)))
     upward = sorted(m for m in imports(path) if room(m) in ORDER and ORDER.index(room(m)) > here)
