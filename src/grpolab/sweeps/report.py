@@ -219,7 +219,8 @@ def write_report(
     """
     import jinja2
 
-    from grpolab.rundir.card import cell, ci, duration, num
+    from grpolab.rundir.markdown import cell, ci, num
+    from grpolab.rundir.overview import duration
     from grpolab.rundir.results import band_curves, metric_key, sweep_curves
     from grpolab.sweeps import seeds
 
