@@ -12,7 +12,7 @@ What counts as a secret is the config's top-level ``secrets`` node (`grpolab.con
 
 `configure` reads the node (and collects the values of secret-named keys) once per process; the
 writers then call `text`, `obj` or `override`: run.json, config.yaml, the card and the sweep
-report through `grpolab.rundir.runinfo.atomic_write`, metrics.jsonl, every log handler through
+report through `grpolab.files.atomic_write`, metrics.jsonl, every log handler through
 `LogFilter`, and Hydra's own ``.hydra/*.yaml`` through `rewrite_file`. A secret is replaced by
 ``REDACTED``; in config.yaml a value equal to a listed environment variable's becomes
 ``${oc.env:NAME}`` instead, so workers and resumed runs read it back from the environment.

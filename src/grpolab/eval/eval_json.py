@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from grpolab.eval import stats
+from grpolab.files import atomic_write
 from grpolab.rundir.results import EVAL_JSON, read_eval
 
 _mean = stats.mean
@@ -66,13 +67,11 @@ def write_eval(run_dir: Path, result: Mapping[str, Any], baseline: Mapping[str, 
         result: The latest evaluation.
         baseline: The evaluation before training; None: this one when it is at step 0, else none.
     """
-    from grpolab.rundir import runinfo
-
     if baseline is None and result.get("step") == 0:
         baseline = baseline_of(result)
     path = Path(run_dir) / EVAL_JSON
     text = json.dumps({**result, "baseline": baseline}, indent=2, default=str, allow_nan=False)
-    runinfo.atomic_write(path, text + "\n")
+    atomic_write(path, text + "\n")
     return path
 
 

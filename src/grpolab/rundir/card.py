@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from grpolab import redaction
+from grpolab.files import atomic_write
 from grpolab.rewards.kinds import outside_rewards
 from grpolab.rundir import card_facts as facts
 from grpolab.rundir import results, runinfo
@@ -143,7 +144,7 @@ def write_card(run_dir: Path, cfg: Any = None) -> Path:
 
         results.reward_curves(read_metrics(run_dir), list(cfg.reward), run_dir / PLOT)
     path = run_dir / CARD
-    runinfo.atomic_write(path, render(summary, cfg))
+    atomic_write(path, render(summary, cfg))
     return path
 
 

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from grpolab.files import atomic_write
 from grpolab.rundir import rollouts, runinfo
 
 PAGE = "rollouts.html"
@@ -104,5 +105,5 @@ def write_page(run_dir: Path) -> Path:
 
         raise UserError(f"{run_dir} has no {rollouts.ARCHIVE}/ archive (yet): it is written at each logged step.")
     path = run_dir / PAGE
-    runinfo.atomic_write(path, render(page_data(run_dir)))
+    atomic_write(path, render(page_data(run_dir)))
     return path

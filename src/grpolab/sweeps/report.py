@@ -27,6 +27,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from grpolab.files import atomic_write
 from grpolab.rundir import runinfo
 
 REPORT = "README.md"
@@ -199,7 +200,7 @@ def write_csv(jobs: list[dict[str, Any]], names: list[str], path: Path) -> None:
                 j["error"] or "",
             ]
         )
-    runinfo.atomic_write(path, out.getvalue())
+    atomic_write(path, out.getvalue())
 
 
 def write_report(
@@ -263,7 +264,7 @@ def write_report(
         updated=runinfo.now(),
     )
     path = sweep_dir / REPORT
-    runinfo.atomic_write(path, text)
+    atomic_write(path, text)
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grpolab.eval import stats
-from grpolab.rundir import runinfo
+from grpolab.files import atomic_write
 
 ALPHA = 0.05
 BAND = "95% t-interval across seeds"
@@ -157,4 +157,4 @@ def write_csv(summary: dict[str, Any], path: Path) -> None:
         writer.writerow(
             [r["rank"], r["label"], r["n"], r["jobs"], r["mean"], r["std"], r["low"], r["high"], r["p"], r["tied"]]
         )
-    runinfo.atomic_write(path, out.getvalue())
+    atomic_write(path, out.getvalue())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from grpolab.files import atomic_write
+
 NOT_STARTED = "not started"  # run.json status of a launched job that has not begun
 
 
@@ -28,8 +30,8 @@ def write_stub(run_dir: Path, overrides: list[str], num: int) -> None:
         return
     hydra_dir.mkdir(parents=True, exist_ok=True)
     runinfo.update_run(run_dir, status=NOT_STARTED, error=None)
-    runinfo.atomic_write(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": {"job": {"num": num}}}))
-    runinfo.atomic_write(hydra_dir / "overrides.yaml", OmegaConf.to_yaml([redaction.override(o) for o in overrides]))
+    atomic_write(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": {"job": {"num": num}}}))
+    atomic_write(hydra_dir / "overrides.yaml", OmegaConf.to_yaml([redaction.override(o) for o in overrides]))
 
 
 def record_never_started(run_dir: Path, status: str, message: str) -> None:
