@@ -186,25 +186,30 @@ class NamedReward:
             hook(self.__name__, completions, kwargs)
         try:
             return check_scores(self.__name__, self._score(*copies(completions, kwargs)), len(completions))
-        except RewardError:
-            raise
-        except RewardTimeout:
-            return self._timed_out(len(completions))
         except Exception as e:
-            if len(completions) == 1:
-                return self._failed(completions[0], e)
+            settled = self._settle(e, completions)
+            if settled is not None:
+                return settled
         # score one completion at a time to find the ones that fail
         scores: list[float | None] = []
         for completion, row in zip(completions, _rows(len(completions), kwargs)):
             try:
                 scores += check_scores(self.__name__, self._score(*copies([completion], row)), 1)
-            except RewardError:
-                raise
-            except RewardTimeout:
-                scores += self._timed_out(1)
             except Exception as e:
-                scores += self._failed(completion, e)
+                scores += self._settle(e, [completion]) or []
         return scores
+
+    def _settle(self, error: Exception, completions: list[Any]) -> list[float | None] | None:
+        """What a call that raised ``error`` scores under the error policy; None: score them one at a time.
+
+        Raises:
+            RewardError: the reward broke its contract, or ``on_error=raise`` and it failed or timed out.
+        """
+        if isinstance(error, RewardError):
+            raise error
+        if isinstance(error, RewardTimeout):
+            return self._timed_out(len(completions))
+        return self._failed(completions[0], error) if len(completions) == 1 else None
 
     def _score(self, completions: list[Any], kwargs: dict[str, Any]) -> Any:
         """Call the function; under ``timeout_s``, in a thread that is given up on when it runs over."""
@@ -254,23 +259,16 @@ class AsyncNamedReward(NamedReward):
             hook(self.__name__, completions, kwargs)
         try:
             return check_scores(self.__name__, await self._ascore(*copies(completions, kwargs)), len(completions))
-        except RewardError:
-            raise
-        except RewardTimeout:
-            return self._timed_out(len(completions))
         except Exception as e:
-            if len(completions) == 1:
-                return self._failed(completions[0], e)
+            settled = self._settle(e, completions)
+            if settled is not None:
+                return settled
         scores: list[float | None] = []
         for completion, row in zip(completions, _rows(len(completions), kwargs)):
             try:
                 scores += check_scores(self.__name__, await self._ascore(*copies([completion], row)), 1)
-            except RewardError:
-                raise
-            except RewardTimeout:
-                scores += self._timed_out(1)
             except Exception as e:
-                scores += self._failed(completion, e)
+                scores += self._settle(e, [completion]) or []
         return scores
 
     async def _ascore(self, completions: list[Any], kwargs: dict[str, Any]) -> Any:
