@@ -111,7 +111,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         except PublishError as e:
             raise UserError(str(e)) from e
     elif args.command == "report":
-        from grpolab.sweeps.report import job_dirs, write_report
+        from grpolab.sweeps.jobs import job_dirs
+        from grpolab.sweeps.report import write_report
 
         if not job_dirs(args.sweep_dir):
             raise UserError(f"{args.sweep_dir} holds no Hydra jobs (no */.hydra/overrides.yaml).")

@@ -16,7 +16,7 @@ from grpolab.eval.eval_json import with_intervals
 from grpolab.eval.evaluate import evaluate
 from grpolab.rundir import runinfo
 from grpolab.rundir.results import metric_key, run_objective
-from grpolab.sweeps.report import collect
+from grpolab.sweeps.jobs import collect
 from grpolab.train.data import build_datasets
 
 EVAL = ["data.eval_size=4", "trainer.eval_strategy=steps", "trainer.eval_steps=2"]
