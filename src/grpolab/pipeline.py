@@ -219,7 +219,7 @@ def run(cfg: DictConfig, run_dir: Path, main: bool = True, evaluating_run: bool 
                 return None
         phase[0] = "model loading"
         trainer, hooks = make_trainer(cfg, run_dir, parts)
-        from grpolab.checks.preflight import check_model  # the loaded model's own completions: any signal?
+        from grpolab.checks.sampled import check_model  # the loaded model's own completions: any signal?
 
         check_model(
             cfg, run_dir, trainer.model, tokenizer=parts.tokenizer, dataset=parts.dataset, funcs=parts.reward_funcs

@@ -4,7 +4,8 @@
 
 The base model never writes the think/answer format, so every sampled completion scores 0 under
 `format`: loss and grad_norm would be 0 from the first step. `preflight=strict` must stop the run
-before training, saying so and what to try.
+before training, saying so and what to try. The base model's <end_of_turn> is untrained (its row
+is the reserved tokens' shared vector), which the same check finds and names.
 """
 
 from __future__ import annotations
@@ -43,4 +44,9 @@ def test_format_alone_has_no_signal_on_the_base_model_and_strict_stops(tmp_path:
     assert sampled["rewards"]["format"] == {"mean": 0.0, "std": 0.0, "none": 0.0, "zero_var": 1.0}
     for advice in ("partial-credit reward", "trainer.temperature=", "trainer.max_completion_length=", "system_prompt"):
         assert advice in record["error"], advice
+    untrained = {f["token"]: f for f in sampled["untrained_stop_tokens"]}
+    assert set(untrained) == {"<end_of_turn>"}, "the eos token <eos> is trained; <end_of_turn> is not"
+    assert untrained["<end_of_turn>"]["twins"] >= 100 and any("unused" in t for t in untrained["<end_of_turn>"]["like"])
+    assert sampled["ended"] < 0.5 and sampled["stop_warning"].startswith("preflight: STOP TOKEN NEVER LEARNED")
+    assert "<end_of_turn> (id 106) looks untrained" in record["error"], record["error"]
     assert not (run_dir / "model.safetensors").exists()

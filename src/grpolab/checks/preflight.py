@@ -15,11 +15,8 @@
    everything, or gives every completion the same score (the GRPO advantage is then zero). The
    built-in ``format`` must give the gold completions 1.0 and ``accuracy`` must find nearly all of
    them correct; otherwise the answer column or format does not match the data.
-2. Once the model is loaded (`check_model`), one batch is sampled from it with the run's sampling
-   settings: a few prompts x ``trainer.num_generations``, about one generation step. Each reward's
-   mean, spread and share of zero-variance groups are reported. When no reward varies within any
-   group, no completion has an advantage and training would change nothing: the log, run.json
-   (``preflight.sampled``) and the card say so with what to try, and ``preflight=strict`` stops there.
+2. Once the model is loaded, `grpolab.checks.sampled.check_model` samples one batch from it with the
+   run's settings and reports each reward's learning signal (and stop tokens the model never learned).
 """
 
 from __future__ import annotations
@@ -44,8 +41,7 @@ from grpolab.rewards import (
     is_async,
     wrap_reward,
 )
-from grpolab.rewards.batches import KINDS, Batch, sample_batch, synthetic_batch
-from grpolab.rundir.checkpoints import latest_checkpoint
+from grpolab.rewards.batches import KINDS, Batch, synthetic_batch
 
 log = logging.getLogger("grpolab")
 
@@ -240,78 +236,7 @@ def run(
 
         runinfo.update_run(run_dir, preflight=report)
     if cfg.preflight == "only" and source is not None:
+        from grpolab.checks.sampled import load_and_check
+
         report["sampled"] = load_and_check(cfg, run_dir, source, tokenizer=tokenizer, dataset=dataset, funcs=funcs)
     return {"preflight": report}
-
-
-def _gathered(model: Any) -> Any:
-    """Under ZeRO-3 each rank holds a shard of every weight: gather them for generation (every rank calls this)."""
-    import contextlib
-
-    params = list(model.parameters())
-    if not params or not hasattr(params[0], "ds_id"):
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
-
-
-def check_model(
-    cfg: Any, run_dir: Path | None, model: Any, *, tokenizer: Any, dataset: Any, funcs: list[NamedReward]
-) -> dict[str, Any]:
-    """Sample one batch from the loaded ``model`` with the run's settings and report each reward's signal.
-
-    Call it once the model is loaded (on the device it trains on) and before training. With
-    ``preflight=skip``, or when the run resumes from a checkpoint (the check ran when it started),
-    it does nothing.
-
-    Returns:
-        The report written into run.json as ``preflight.sampled`` (`grpolab.checks.signal.report`), or {}.
-
-    Raises:
-        UserError: ``preflight=strict`` and no reward varies within any sampled group.
-    """
-    from grpolab.checks import signal
-    from grpolab.rewards.schedules import from_config
-
-    if cfg.preflight == "skip" or len(dataset) == 0:
-        return {}
-    if run_dir is not None and latest_checkpoint(run_dir) is not None:
-        log.info("preflight: resuming from a checkpoint; the sampled check ran when the run started")
-        return {}
-    main = int(os.environ.get("RANK", "0")) == 0
-    rows = dataset.select(range(min(signal.prompts(cfg), len(dataset)))).to_list()
-    start = time.perf_counter()
-    with _gathered(model):
-        batch = sample_batch(model, tokenizer, rows, cfg)
-    scores = {f.__name__: score(f, batch) for f in funcs}
-    seconds = time.perf_counter() - start
-    weights = {name: schedule(1) for name, schedule in from_config(cfg.reward).items()}
-    report = signal.report(batch, scores, weights, seconds, cfg)
-    if main:
-        log.info("%s", signal.table(report))
-        if not report["signal"]:
-            log.warning("%s", signal.banner(report["message"]))
-        if run_dir is not None:
-            from grpolab.rundir import runinfo
-
-            earlier = runinfo.read_run(run_dir).get("preflight") or {}
-            runinfo.update_run(run_dir, preflight={**earlier, "sampled": report})
-    if not report["signal"] and cfg.preflight == "strict":
-        raise UserError(report["message"])
-    return report
-
-
-def load_and_check(
-    cfg: Any, run_dir: Path | None, source: str, *, tokenizer: Any, dataset: Any, funcs: list[NamedReward]
-) -> dict[str, Any]:
-    """``preflight=only``: load the model onto the run's device and run `check_model` on it."""
-    from grpolab.train.models import load_model
-
-    model = load_model(source, cfg.model, cfg.hardware)
-    if cfg.hardware.accelerator == "cuda":
-        import torch
-
-        if torch.cuda.is_available():
-            model = model.to("cuda")
-    return check_model(cfg, run_dir, model, tokenizer=tokenizer, dataset=dataset, funcs=funcs)

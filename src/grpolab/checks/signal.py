@@ -3,7 +3,7 @@
 GRPO's advantage is a completion's total reward minus its group's mean. A group whose rewards are
 all equal contributes nothing, and when that holds for every group and every reward, the loss and
 the gradient are zero and training changes nothing. `report` measures this on one sampled batch;
-`grpolab.checks.preflight.check_model` runs it before training.
+`grpolab.checks.sampled.check_model` runs it before training.
 """
 
 from __future__ import annotations
@@ -60,11 +60,19 @@ def advice(cfg: Any, constant: dict[str, Any]) -> str:
 
 
 def report(
-    batch: Batch, scores: dict[str, list[float | None]], weights: dict[str, float], seconds: float, cfg: Any
+    batch: Batch,
+    scores: dict[str, list[float | None]],
+    weights: dict[str, float],
+    seconds: float,
+    cfg: Any,
+    *,
+    stops: list[int] | None = None,
 ) -> dict[str, Any]:
     """Per reward mean, spread and share of zero-variance groups, and whether any weighted reward varies.
 
-    A reward whose weight is 0 at the first step gives no signal even where it varies.
+    A reward whose weight is 0 at the first step gives no signal even where it varies. ``ended`` is
+    the share of completions that end with one of the ``stops`` ids (ended by themselves rather
+    than at ``max_completion_length``).
     """
     group = batch.group_size
     groups = len(batch.completions) // group
@@ -93,16 +101,27 @@ def report(
         "signal": signal,
         "rewards": rewards,
         "mean_length": sum(len(ids) for ids in batch.kwargs["completion_ids"]) / max(1, len(batch.completions)),
+        "ended": ended(batch.kwargs["completion_ids"], stops or []),
         "example": batch.texts[0][:200] if batch.texts else None,
         "message": None if signal else advice(cfg, constant),
     }
+
+
+def ended(completion_ids: list[list[int]], stops: list[int]) -> float:
+    """The share of completions whose last token is a stop id.
+
+    >>> ended([[5, 1], [5, 6, 7], [1]], [1])
+    0.6666666666666666
+    """
+    return sum(1 for ids in completion_ids if ids and ids[-1] in stops) / max(1, len(completion_ids))
 
 
 def table(rep: dict[str, Any]) -> str:
     """The sampled check as a log table: one row per reward."""
     lines = [
         f"preflight: {rep['prompts']} prompts x {rep['group_size']} completions sampled from the model in "
-        f"{rep['seconds']:.1f} s (mean length {rep['mean_length']:.1f} tokens); rewards vary within "
+        f"{rep['seconds']:.1f} s (mean length {rep['mean_length']:.1f} tokens, {rep.get('ended', 0.0):.0%} ended by "
+        f"themselves); rewards vary within "
         f"{rep['groups_with_signal']} of {rep['prompts']} groups",
     ]
     width = max(len("reward"), *(len(n) for n in rep["rewards"]))

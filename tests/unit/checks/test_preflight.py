@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, assert_ok, run_train
 from hydra import compose, initialize_config_dir
 
-from grpolab.checks import preflight
+from grpolab.checks import preflight, sampled
 from grpolab.config.schemas import register
 from grpolab.errors import UserError
 from grpolab.rewards import build
@@ -176,7 +176,7 @@ def test_sampled_batch_uses_the_run_settings_and_keeps_the_random_state(tiny: An
 def test_the_default_run_has_a_learning_signal(tiny: Any) -> None:
     model, tok, dataset = tiny
     cfg = composed()
-    report = preflight.check_model(cfg, None, model, tokenizer=tok, dataset=dataset, funcs=build(cfg.reward)[0])
+    report = sampled.check_model(cfg, None, model, tokenizer=tok, dataset=dataset, funcs=build(cfg.reward)[0])
     assert report["signal"] is True and report["message"] is None
     per_step = cfg.trainer.per_device_train_batch_size // cfg.trainer.num_generations  # prompts of one step
     assert report["prompts"] == max(2, per_step) and report["group_size"] == cfg.trainer.num_generations
@@ -190,7 +190,7 @@ def test_no_signal_says_what_to_try_and_strict_stops(tiny: Any, caplog: pytest.L
     model, tok, dataset = tiny
     cfg = composed("reward=[format]")
     with caplog.at_level("WARNING", logger="grpolab"):
-        report = preflight.check_model(cfg, None, model, tokenizer=tok, dataset=dataset, funcs=build(cfg.reward)[0])
+        report = sampled.check_model(cfg, None, model, tokenizer=tok, dataset=dataset, funcs=build(cfg.reward)[0])
     assert report["signal"] is False and report["groups_with_signal"] == 0
     assert report["rewards"]["format"]["zero_var"] == 1.0
     message = report["message"]
@@ -200,15 +200,15 @@ def test_no_signal_says_what_to_try_and_strict_stops(tiny: Any, caplog: pytest.L
     assert "data.system_prompt" in message and message in caplog.text
     strict = composed("reward=[format]", "preflight=strict")
     with pytest.raises(UserError, match="NO LEARNING SIGNAL"):
-        preflight.check_model(strict, None, model, tokenizer=tok, dataset=dataset, funcs=build(strict.reward)[0])
+        sampled.check_model(strict, None, model, tokenizer=tok, dataset=dataset, funcs=build(strict.reward)[0])
     skipped = composed("reward=[format]", "preflight=skip")
-    assert preflight.check_model(skipped, None, model, tokenizer=tok, dataset=dataset, funcs=[]) == {}
+    assert sampled.check_model(skipped, None, model, tokenizer=tok, dataset=dataset, funcs=[]) == {}
 
 
 def test_a_reward_with_weight_zero_gives_no_signal(tiny: Any) -> None:
     model, tok, dataset = tiny
     cfg = composed("reward=[format,tag_count]", "reward.tag_count.weight=0.0")
-    report = preflight.check_model(cfg, None, model, tokenizer=tok, dataset=dataset, funcs=build(cfg.reward)[0])
+    report = sampled.check_model(cfg, None, model, tokenizer=tok, dataset=dataset, funcs=build(cfg.reward)[0])
     assert report["rewards"]["tag_count"]["zero_var"] < 1.0 and report["signal"] is False
 
 

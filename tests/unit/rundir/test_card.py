@@ -217,3 +217,15 @@ def test_push_to_hub_offline_keeps_the_run_completed(tmp_path: Path) -> None:
     assert output.count("push_to_hub: could not upload") == 1, output[-3000:]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and "HF_HUB_OFFLINE" in record["hub_error"]
+
+
+def test_card_cautions_about_a_stop_token_the_model_never_learned(tmp_path: Path) -> None:
+    run_dir = golden_run(tmp_path)
+    from grpolab.checks.stop_tokens import warning
+
+    found = [{"id": 106, "token": "<end_of_turn>", "twins": 400, "like": [], "reason": "its row is zero"}]
+    sampled = {"prompts": 2, "group_size": 8, "groups_with_signal": 2, "signal": True, "rewards": {}}
+    runinfo.update_run(run_dir, preflight={"sampled": {**sampled, "stop_warning": warning(found, 0.0, 48)}})
+    text = load_card(write_card(run_dir).parent)
+    assert "> [!CAUTION]\n> **A stop token the model never learned.** <end_of_turn> (id 106) looks untrained" in text
+    assert "STOP TOKEN NEVER LEARNED" not in text and "No learning signal at the start" not in text
