@@ -46,7 +46,7 @@ from omegaconf import DictConfig, open_dict
 
 from grpolab.rundir import runinfo
 from grpolab.sweeps import slurm_checks as checks
-from grpolab.sweeps.local import Failure, job_run_dir, log_error, mark_failed, run_error
+from grpolab.sweeps.failures import Failure, job_run_dir, log_error, mark_failed, run_error
 from grpolab.sweeps.slurm_job import SlurmJobSide
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, open_dict
 
 from grpolab.launch.slurm_env import job_info, restart_count
-from grpolab.sweeps.local import job_run_dir
+from grpolab.sweeps.failures import job_run_dir
 from grpolab.sweeps.slurm_checks import NOT_STARTED
 
 log = logging.getLogger("grpolab.sweeps.slurm")
