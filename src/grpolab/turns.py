@@ -44,3 +44,18 @@ def prompt_text(prompt: Any) -> str:
         last = users[-1]
         return completion_text(last.get("content", "")) if isinstance(last, dict) else str(last)
     return "" if prompt is None else str(prompt)
+
+
+def lead_turns(system_prompt: str | None, few_shot: Any = ()) -> list[dict[str, str]]:
+    """The turns every prompt starts with: the system prompt, then each worked example as a user and an assistant turn.
+
+    >>> [t["role"] for t in lead_turns("be brief", [{"prompt": "1+1?", "completion": "<answer>2</answer>"}])]
+    ['system', 'user', 'assistant']
+    """
+    turns = [{"role": "system", "content": str(system_prompt)}] if system_prompt else []
+    for example in few_shot or ():
+        turns += [
+            {"role": "user", "content": str(example["prompt"])},
+            {"role": "assistant", "content": str(example["completion"])},
+        ]
+    return turns

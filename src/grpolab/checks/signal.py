@@ -54,7 +54,7 @@ def advice(cfg: Any, constant: dict[str, Any]) -> str:
         "a partial-credit reward that scores near misses (e.g. 'reward=[format,format_progress]', or tag_count); "
         f"a higher temperature (trainer.temperature={float(t.temperature) + 0.3:g}); "
         f"longer completions (trainer.max_completion_length={2 * int(t.max_completion_length or 128)}); "
-        "or a prompt that shows the format (data.system_prompt with a worked example). "
+        "or a prompt that shows the format (worked examples in data.few_shot, or one in data.system_prompt). "
         "preflight=strict stops a run here; preflight=skip trains without looking."
     )
 

@@ -86,6 +86,14 @@ def check_data(data: DataSchema) -> Iterator[str]:
         yield f"data.eval_path={data.eval_path!r}: no such file. Point it at a JSONL file."
     if data.eval_size is not None and data.eval_size < 1:
         yield f"data.eval_size={data.eval_size} must be at least 1 (or null)."
+    for i, example in enumerate(data.few_shot):
+        keys = set(example) if isinstance(example, DictConfig | dict) else set()
+        texts = [example[k] for k in keys]
+        if keys != {"prompt", "completion"} or not all(isinstance(t, str) and t.strip() for t in texts):
+            yield (
+                f"data.few_shot[{i}] must be a worked example with two non-empty strings, {{prompt: 'What is 3 + 4?', "
+                f"completion: '<think>3 + 4 = 7</think><answer>7</answer>'}}; got {example!r}."
+            )
 
 
 def typed_reward(name: str, entry: Any) -> DictConfig:

@@ -65,6 +65,8 @@ class DataSchema:
     prompt_column: str = "prompt"
     answer_column: str | None = "answer"  # None: no gold answers
     system_prompt: str | None = None
+    # worked examples shown before every prompt, as user/assistant turns: [{prompt: "...", completion: "..."}]
+    few_shot: list[Any] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # more columns handed to the rewards (code: tests, entry_point)
     max_examples: int | None = None  # keep the first N after shuffling with `seed`
     max_prompt_tokens: int | None = None  # longest prompt (chat template included), for plan=true; None: measured

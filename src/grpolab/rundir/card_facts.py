@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from grpolab.rundir.overview import duration
+from grpolab.turns import lead_turns
 
 GENERIC_QUESTION = "A shop sells pens at 3 dollars each. How much do 7 pens cost?"
 KEY_SETTINGS = ("num_generations", "beta", "loss_type", "scale_rewards", "learning_rate")
@@ -167,8 +168,8 @@ def quick_start(cfg: DictConfig, record: dict[str, Any], run_dir: Path) -> dict[
     elif record.get("example_prompt"):  # the first training prompt, recorded when the data was built
         messages = record["example_prompt"]
     else:
-        system = [{"role": "system", "content": cfg.data.system_prompt}] if cfg.data.system_prompt else []
-        messages = [*system, {"role": "user", "content": GENERIC_QUESTION}]
+        lead = lead_turns(cfg.data.system_prompt, cfg.data.get("few_shot"))
+        messages = [*lead, {"role": "user", "content": GENERIC_QUESTION}]
     return {
         "model": json.dumps(model) if model else None,
         "checkpoint": checkpoint,

@@ -14,6 +14,7 @@ from typing import Any
 from grpolab.config.schemas import DataSchema
 from grpolab.errors import UserError
 from grpolab.train.jsonl import blank, jsonl_line, read_jsonl
+from grpolab.turns import lead_turns
 
 
 def arithmetic_rows(size: int, max_operand: int, operations: list[str], seed: int) -> list[dict[str, str]]:
@@ -96,15 +97,14 @@ def _shape(ds: Any, data_cfg: DataSchema, where: str) -> Any:
             f"{where}: the prompt (column {data_cfg.prompt_column!r}) is null or empty in row(s) "
             f"{', '.join(map(str, empty[:10]))}{' and more' if len(empty) > 10 else ''}. Drop or fill those rows."
         )
-    system = data_cfg.system_prompt
+    lead = lead_turns(data_cfg.system_prompt, data_cfg.get("few_shot"))
     prompt_col = data_cfg.prompt_column
 
     def to_chat(example: dict[str, Any]) -> dict[str, Any]:
         text = example[prompt_col]
         if isinstance(text, list):  # already conversational
             return {"prompt": text}
-        turns = [{"role": "system", "content": system}] if system else []
-        return {"prompt": [*turns, {"role": "user", "content": str(text)}]}
+        return {"prompt": [*lead, {"role": "user", "content": str(text)}]}
 
     keep = {prompt_col, data_cfg.answer_column, *extra} - {None}
     ds = ds.remove_columns([c for c in columns if c not in keep])

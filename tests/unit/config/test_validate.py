@@ -86,6 +86,10 @@ REFUSED: list[tuple[list[str], str]] = [
     (["trainer.generation_batch_size=32", "hardware.num_processes=0"], "hardware.num_processes and hardware"),
     (["data.operations=[/]"], "data.operations=['/']: use one or more of"),
     (["data.max_prompt_tokens=0"], "data.max_prompt_tokens=0 must be at least 1"),
+    (["data.few_shot=[{prompt: 'What is 1 + 1?'}]"], "data.few_shot[0] must be a worked example with two non-empty"),
+    (["data.few_shot=[{prompt: a, completion: ' '}]"], "data.few_shot[0] must be a worked example"),
+    (["data.few_shot=[{prompt: a, completion: 7}]"], "got {'prompt': 'a', 'completion': 7}"),
+    (["data.few_shot=[{prompt: a, answer: b}]"], "data.few_shot[0]"),
 ]
 
 
@@ -107,6 +111,7 @@ def test_each_bad_value_is_one_problem_naming_its_key(overrides: list[str], expe
         ["trainer.top_p=1.0", "trainer.min_p=0.05", "trainer.epsilon_high=0.28"],
         ["model.gradient_checkpointing=true"],
         ["trainer.generation_batch_size=32"],
+        ["data.few_shot=[{prompt: 'What is 1 + 1?', completion: '<answer>2</answer>'}]"],
     ],
     ids=str,
 )

@@ -36,6 +36,21 @@ def test_dataset_is_conversational_with_system_prompt() -> None:
     assert set(ds.column_names) == {"prompt", "answer"}
 
 
+def test_few_shot_examples_come_between_the_system_prompt_and_the_question(tmp_path: Path) -> None:
+    shots = [{"prompt": "What is 3 + 4?", "completion": "<answer>7</answer>"}, {"prompt": "2-1?", "completion": "1"}]
+    ds = build_dataset(data_cfg(system_prompt="Think.", few_shot=shots, size=4), seed=0)
+    roles = [m["role"] for m in ds[0]["prompt"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert ds[0]["prompt"][2] == {"role": "assistant", "content": "<answer>7</answer>"}
+    assert ds[0]["prompt"][-1]["content"].startswith("What is ") and ds[0]["prompt"][-1] != ds[1]["prompt"][-1]
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "5+5?"}\n')
+    plain = build_dataset(
+        data_cfg(source="jsonl", path=str(path), prompt_column="question", answer_column=None, few_shot=shots), 0
+    )
+    assert [m["content"] for m in plain[0]["prompt"]] == ["What is 3 + 4?", "<answer>7</answer>", "2-1?", "1", "5+5?"]
+
+
 def test_jsonl_with_renamed_columns(tmp_path: Path) -> None:
     path = tmp_path / "q.jsonl"
     path.write_text('{"question": "2+2?", "gold": "4", "extra": 1}\n\n{"question": "1+1?", "gold": "2", "extra": 2}\n')
