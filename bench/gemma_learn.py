@@ -1,18 +1,19 @@
-"""The real gemma-3-270m learning on the CPU: a reward that rises within 30 minutes on 2 cores, with its plot.
+"""The real gemma-3-270m learning on the CPU: the strict format rises within minutes on 2 cores, with its plot.
 
-    nice -n 10 python bench/gemma_learn.py                      # 20 steps: ~12 min on 2 lightly shared cores
+    python bench/gemma_learn.py                                     # 30 steps, about 35 min on 2 idle cores
     python bench/gemma_learn.py --steps 10 --output-dir outputs/gemma_learn_quick
+    python bench/gemma_learn.py --plot-only --output-dir outputs/gemma_learn
+    python bench/gemma_learn.py 'reward=[format,accuracy]'          # extra overrides go to train.py
 
-Why this reward and prompt: the base model never writes the strict think/answer format unprompted,
-so `reward=format` scores every completion 0 and GRPO gets no signal (zero variance in every group).
-Two changes give it one: the system prompt shows one worked answer in the format (a base model
-continues patterns it has just seen), and `tag_count` gives partial credit per tag, so completions
-that get some of the format right beat those that get none within a group. `format` stays in the
-total and on the plot: it is the strict reward the run should end up raising. Completions are short
-(24 tokens: the format for a two-operand sum fits) and the learning rate is 3e-5, above the
-model option's 1e-5, so a few dozen CPU steps move the policy visibly.
+The run is `python train.py experiment=gemma_base_format model.gguf=packaged` (see that file for
+why each setting). In short: the base model's <end_of_turn> is untrained, so under Gemma's own
+turn format no completion ever ends and the strict `format` scores 0 forever; in a plain
+"User:/Assistant:" conversation whose worked examples end with <eos>, a few completions in every
+hundred end right after "</answer>", groups of 8 differ, and GRPO raises the strict format.
+`accuracy` is logged at weight 0: whether the sums change as a side effect.
 
-Writes the run directory (card, metrics.jsonl) and docs/gemma_learning.png.
+Writes the run directory (card, metrics.jsonl, rollouts/) and docs/gemma_learning.png, and prints
+the first and last steps' means and a few completions of the last step.
 """
 
 from __future__ import annotations
@@ -24,69 +25,74 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SYSTEM = (
-    "Answer in this exact format, with nothing else: <think>reasoning</think><answer>number</answer>. "
-    "Example: What is 3 + 4? <think>3 plus 4 is 7</think><answer>7</answer>"
+OVERRIDES = ["experiment=gemma_base_format", "model.gguf=packaged"]
+CURVES = (
+    ("rewards/format/mean", "format (strict)"),
+    ("rewards/accuracy/mean", "accuracy"),
+    ("completions/clipped_ratio", "share cut off at 48 tokens"),
 )
-OVERRIDES = [
-    "model=gemma",
-    "model.gguf=packaged",
-    "reward=[format,tag_count]",
-    f"data.system_prompt='{SYSTEM}'",
-    "trainer.num_generations=4",
-    "trainer.per_device_train_batch_size=8",
-    "trainer.gradient_accumulation_steps=1",
-    "trainer.max_completion_length=24",
-    "trainer.learning_rate=3e-5",
-    "trainer.lr_scheduler_type=constant",
-    "trainer.warmup_steps=0",
-    "trainer.save_steps=1000",
-    "preflight=skip",
-]
 
 
-def plot(run_dir: Path, out: Path) -> list[dict[str, float]]:
-    """Plot format, tag_count and the total reward per step (and a 5-step running mean); returns the rows."""
+def read_rows(run_dir: Path) -> list[dict[str, float]]:
+    """The logged training steps of a run directory's metrics.jsonl."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if "reward" in r and "step" in r]
+
+
+def plot(rows: list[dict[str, float]], out: Path, title: str) -> None:
+    """One line per curve against the step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "reward" in r]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for key, label in (("reward", "total"), ("rewards/tag_count/mean", "tag_count"), ("rewards/format/mean", "format")):
-        ys = [r.get(key, float("nan")) for r in rows]
-        xs = [r["step"] for r in rows]
-        line = ax.plot(xs, ys, alpha=0.35)[0]
-        smooth = [sum(ys[max(0, i - 4) : i + 1]) / len(ys[max(0, i - 4) : i + 1]) for i in range(len(ys))]
-        ax.plot(xs, smooth, color=line.get_color(), label=f"{label} (5-step mean)")
-    ax.set_xlabel("step (8 completions of 24 tokens)")
-    ax.set_ylabel("mean reward")
-    ax.set_title("google/gemma-3-270m (dequantized Q4_K_M), GRPO on 2 CPU cores")
-    ax.legend(loc="upper left", fontsize=8)
+    xs = [r["step"] for r in rows]
+    for key, label in CURVES:
+        if any(key in r for r in rows):
+            ax.plot(xs, [r.get(key, float("nan")) for r in rows], marker="o", markersize=3, label=label)
+    ax.set_xlabel("GRPO step (4 prompts x 8 completions)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="center right", fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    return rows
+
+
+def last_completions(run_dir: Path, n: int = 4) -> list[str]:
+    """A few completions of the last archived step, as the card's reader would see them."""
+    import pandas as pd
+
+    parts = sorted((run_dir / "rollouts").glob("step-*.parquet"))
+    if not parts:
+        return []
+    return [str(c) for c in pd.read_parquet(parts[-1])["completion"].head(n)]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train, then plot and print the first and last five steps' mean rewards."""
+    """Train (unless --plot-only), then plot and print what changed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--output-dir", default="outputs/gemma_learn")
     parser.add_argument("--plot", default=str(REPO / "docs" / "gemma_learning.png"))
     parser.add_argument("--plot-only", action="store_true", help="plot an existing run directory")
-    args = parser.parse_args(argv)
-    run_dir = Path(args.output_dir)
+    args, extra = parser.parse_known_args(argv)
+    run_dir = Path(args.output_dir).resolve()
     if not args.plot_only:
-        cmd = [sys.executable, "train.py", *OVERRIDES, f"trainer.max_steps={args.steps}", f"hydra.run.dir={run_dir}"]
-        subprocess.run(cmd, cwd=REPO, check=True)
-    rows = plot(run_dir, Path(args.plot))
-    for key in ("reward", "rewards/tag_count/mean", "rewards/format/mean"):
-        first = [r[key] for r in rows[:5]]
-        last = [r[key] for r in rows[-5:]]
-        print(f"{key}: first 5 steps {sum(first) / len(first):.3f}, last 5 steps {sum(last) / len(last):.3f}")
+        cmd = [sys.executable, "train.py", *OVERRIDES, *extra, f"trainer.max_steps={args.steps}"]
+        subprocess.run([*cmd, f"hydra.run.dir={run_dir}"], cwd=REPO, check=True)
+    rows = read_rows(run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    wall = record.get("metrics", {}).get("train_runtime")
+    title = "google/gemma-3-270m (base, dequantized Q4_K_M), GRPO on 2 CPU cores"
+    plot(rows, Path(args.plot), title + (f": {wall / 60:.0f} min" if wall else ""))
+    for key, label in CURVES:
+        values = [r[key] for r in rows if key in r]
+        if values:
+            print(f"{label}: steps 1-3 {values[:3]}, last 3 {values[-3:]}")
+    for text in last_completions(run_dir):
+        print("  ", repr(text))
 
 
 if __name__ == "__main__":

@@ -78,9 +78,11 @@ def check_model(
     report = signal.report(batch, scores, weights, seconds, cfg, stops=stops)
     report["untrained_stop_tokens"] = untrained
     max_tokens = int(cfg.trainer.max_completion_length or 256)
-    # Worth a warning when the untrained token is what completions would have ended with: most never end.
+    # Worth a warning when the template ends turns with an untrained token and most completions never end.
+    enders = stop_tokens.turn_enders(tokenizer, stops)
+    shown = [f for f in untrained if f["id"] in enders]
     report["stop_warning"] = (
-        stop_tokens.warning(untrained, report["ended"], max_tokens) if (untrained and report["ended"] < 0.5) else None
+        stop_tokens.warning(shown, report["ended"], max_tokens) if (shown and report["ended"] < 0.5) else None
     )
     if main:
         log.info("%s", signal.table(report))

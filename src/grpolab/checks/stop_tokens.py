@@ -4,11 +4,12 @@
 
 A base (pretrained-only) model often carries its chat format's tokens untrained: their embedding
 rows are still the shared initial vector of the reserved tokens. The base google/gemma-3-270m is
-one: its ``<end_of_turn>`` row has cosine 0.995 with hundreds of ``<unused…>`` rows, and after a
+one: its ``<end_of_turn>`` row has cosine 0.995 with thousands of ``<unused…>`` rows, and after a
 finished answer the model puts about 1e-6 on it. Generation that stops only there runs to
 ``max_completion_length`` every time, so a reward that needs the completion to end (``format``,
 ``format_progress``) cannot reach 1, and GRPO has nothing to raise. The sampled preflight runs
-`untrained` on the run's stop ids and says so.
+`untrained` on the run's stop ids and warns when one the chat template ends a turn with
+(`turn_enders`) is untrained and most sampled completions did not end.
 
 Two signs, each cheap on the output embedding (one matrix-vector product per stop token):
 a row that is (nearly) zero, or a row that at least ``CLUSTER`` other rows share (cosine >=
@@ -62,6 +63,19 @@ def untrained(model: Any, tokenizer: Any, ids: list[int]) -> list[dict[str, Any]
     return found
 
 
+def turn_enders(tokenizer: Any, stops: list[int]) -> list[int]:
+    """The stop ids the chat template ends an assistant turn with (what the model is shown to emit).
+
+    All of ``stops`` when there is no template or it shows none of them.
+    """
+    turns = [{"role": "user", "content": "1 + 1?"}, {"role": "assistant", "content": "2"}]
+    try:
+        shown = set(tokenizer.apply_chat_template(turns, tokenize=True, return_dict=True)["input_ids"])
+    except (ValueError, TypeError, KeyError):  # no template, or one that refuses these turns
+        return list(stops)
+    return [i for i in stops if i in shown] or list(stops)
+
+
 def warning(found: list[dict[str, Any]], ended: float, max_tokens: int) -> str:
     """The log, run.json and card message for untrained stop tokens, with what to do.
 
@@ -76,5 +90,5 @@ def warning(found: list[dict[str, Any]], ended: float, max_tokens: int) -> str:
         f"{ended:.0%} of the sampled completions ended before {max_tokens} tokens. A reward that needs the "
         "completion to end (format, format_progress) then stays below 1. Use the instruction-tuned model, or a "
         "template whose turns end with a token the model does emit, such as its eos token (model.chat_template; "
-        "experiment=gemma_r1_zero does this for gemma-3-270m)."
+        "experiment=gemma_base_format does this for gemma-3-270m)."
     )

@@ -107,3 +107,13 @@ def test_an_ordinary_model_gets_no_stop_warning(tiny: Any) -> None:
     report = sampled.check_model(cfg, None, model, tokenizer=tok, dataset=dataset, funcs=build(cfg.reward)[0])
     assert report["untrained_stop_tokens"] == [] and report["stop_warning"] is None
     assert set(report["rewards"]) == set(cfg.reward) and 0.0 <= report["ended"] <= 1.0
+
+
+def test_turn_enders_are_the_stop_ids_the_template_shows(tiny: Any) -> None:
+    _, tok, _, _ = tiny
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    assert stop_tokens.turn_enders(tok, [pad, eos]) == [eos], "ChatML ends each turn with <|im_end|>, the eos"
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert stop_tokens.turn_enders(tok, [pad, eos]) == [pad, eos], "a template that shows none: every stop counts"
+    tok.chat_template = None
+    assert stop_tokens.turn_enders(tok, [eos]) == [eos]
