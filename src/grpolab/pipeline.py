@@ -87,7 +87,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, parts: Parts) -> tuple[Any, lis
     from transformers.trainer_callback import PrinterCallback
 
     from grpolab import trl_seams
-    from grpolab.eval.evaluate import EvalCallback
+    from grpolab.eval.callback import EvalCallback
     from grpolab.rewards.schedules import WeightSchedules, from_config
     from grpolab.train.console import Console
     from grpolab.train.interrupts import StopOnSignal
@@ -106,6 +106,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path, parts: Parts) -> tuple[Any, lis
     hooks: list[Any] = [RunRecorder(cfg, run_dir, parts.reward_funcs), StopOnSignal(cfg.trainer.save_on_interrupt)]
     hooks.append(Console(list(cfg.reward), cfg.trainer.beta, cfg.verbose))
     hooks.append(trl_seams.secrets_guard())  # no secret in what TRL, transformers and the trackers write
+    if cfg.logger.name in ("mlflow", "wandb"):
+        from grpolab.train.trackers import TrackerHook
+
+        hooks.append(TrackerHook(cfg.logger, run_dir))  # after the trackers' own callbacks, which TRL adds first
     if ro.enabled:
         hooks.append(
             RolloutArchive(run_dir, list(cfg.reward), ro.every_n_steps, ro.max_per_step, cfg.data.answer_column)
@@ -160,7 +164,7 @@ def train(trainer: Any, hooks: list[Any], run_dir: Path) -> None:
 
 def finish(cfg: DictConfig, run_dir: Path, trainer: Any, hooks: list[Any], status: RunStatus) -> dict[str, Any]:
     """Phase 5: final evaluation, the model at the run-dir root, run.json `completed` and the card; publish."""
-    from grpolab.eval.evaluate import EvalCallback
+    from grpolab.eval.callback import EvalCallback
     from grpolab.train.recorder import RunRecorder
 
     for hook in hooks:
