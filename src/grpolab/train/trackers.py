@@ -7,10 +7,13 @@
   default ``~/.cache/huggingface/trackio``), project ``logger.project``; ``trackio show`` opens it.
   Nothing goes to a Space unless ``TRACKIO_SPACE_ID`` says so.
 - ``logger=mlflow``: a file store in ``<run>/mlruns`` unless ``MLFLOW_TRACKING_URI`` names another
-  store; experiment ``logger.project``; ``mlflow ui --backend-store-uri <run>/mlruns`` opens it.
+  store; experiment ``logger.project``; ``mlflow ui --backend-store-uri <run>/mlruns`` opens it. A
+  resumed run logs into the same MLflow run (its id is kept in run.json).
 
 `configure` sets the chosen tracker's environment before the trainer exists; `grpo_args` gives the
-`GRPOConfig` fields it needs; run.json's ``tracker`` field says where the record is.
+`GRPOConfig` fields it needs; run.json's ``tracker`` field says where the record is. The trackers
+record TRL's arguments themselves; `TrackerHook` adds grpolab's frozen config.yaml (rewards, data,
+model option, hardware: what TRL never sees) to wandb's config and as an MLflow artifact.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import os
 import uuid
 from pathlib import Path
 from typing import Any
+
+from transformers import TrainerCallback
 
 from grpolab.config.schemas import LoggerSchema
 from grpolab.rundir import runinfo
@@ -81,6 +86,10 @@ def configure(logger: LoggerSchema, run_dir: Path, name: str = "run") -> dict[st
         tracker |= {"project": logger.project, "run": run, "run_id": run.rsplit("-", 1)[1], "dir": where}
         tracker |= {"space": space} if space else {}
     elif logger.name == "mlflow":
+        previous = (runinfo.read_run(run_dir).get("tracker") or {}).get("run_id")
+        if previous:  # a resume: MLflow's start_run picks the run up again from MLFLOW_RUN_ID
+            os.environ.setdefault("MLFLOW_RUN_ID", previous)
+            tracker["run_id"] = previous
         uri = os.environ.setdefault("MLFLOW_TRACKING_URI", (run_dir / "mlruns").resolve().as_uri())
         if uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks file stores to opt in
@@ -102,3 +111,31 @@ def grpo_args(logger: LoggerSchema, run_dir: Path, name: str) -> dict[str, Any]:
             "trackio_static_space_id": False,  # no snapshot Space at the end
         }
     return {"run_name": name}
+
+
+class TrackerHook(TrainerCallback):
+    """Once the trackers have started: keep MLflow's run id for a resume; give wandb and MLflow grpolab's config."""
+
+    def __init__(self, logger: LoggerSchema, run_dir: Path) -> None:
+        self.name = logger.name
+        self.run_dir = Path(run_dir)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Runs after transformers' own tracker callbacks started their runs (they come first)."""
+        if not _main_process() or not (self.run_dir / runinfo.CONFIG_YAML).is_file():
+            return
+        text = (self.run_dir / runinfo.CONFIG_YAML).read_text()  # secrets are already withheld from it
+        if self.name == "mlflow":
+            import mlflow
+
+            run = mlflow.active_run()
+            if run is not None:
+                tracker = runinfo.read_run(self.run_dir).get("tracker") or {}
+                runinfo.update_run(self.run_dir, tracker={**tracker, "run_id": run.info.run_id})
+                mlflow.log_text(text, "grpolab/config.yaml")
+        elif self.name == "wandb":
+            import wandb
+            import yaml
+
+            if wandb.run is not None:
+                wandb.run.config.update({"grpolab": yaml.safe_load(text)}, allow_val_change=True)

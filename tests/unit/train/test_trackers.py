@@ -70,8 +70,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         }
         for proc in procs.values():
             assert_ok(proc.result())
-    resumed = run_train(f"resume={root / 'wandb'}", "trainer.max_steps=4", env=env, subprocess_only=True)
-    assert_ok(resumed)
+    for name in ("wandb", "mlflow"):  # each goes on in the run it started
+        resumed = run_train(f"resume={root / name}", "trainer.max_steps=4", env=env, subprocess_only=True)
+        assert_ok(resumed)
     return {"root": root, **{name: root / name for name in loggers}}
 
 
@@ -94,6 +95,8 @@ def test_wandb_offline_files_hold_metrics_and_config_under_one_run_id(runs: dict
                 config |= {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.config.update}
     assert steps == {1, 2, 3, 4}  # the resumed process went on logging into the same run
     assert config["learning_rate"] == 3e-3 and config["num_generations"] == 2
+    assert config["grpolab"]["reward"]["format"]["weight"] == 1.0, "grpolab's own config, beside TRL's arguments"
+    assert config["grpolab"]["model"]["name"] == "tiny" and "hardware" in config["grpolab"]
     assert record["tracker"]["name"] == "wandb"
     no_secret_under(runs["wandb"] / "wandb")
 
@@ -132,12 +135,15 @@ def test_mlflow_file_store_in_the_run_directory_holds_metrics_and_config(runs: d
     tracker = json.loads((runs["mlflow"] / "run.json").read_text())["tracker"]
     store = runs["mlflow"] / "mlruns"
     assert tracker["uri"] == store.resolve().as_uri()
-    (run,) = [p.parent for p in store.glob("*/*/meta.yaml")]
+    (run,) = [p.parent for p in store.glob("*/*/meta.yaml")]  # one run: the resume went on in it
+    assert run.name == tracker["run_id"]
     assert (run.parent / "meta.yaml").read_text().count(f"name: {tracker['experiment']}") == 1
     for key in REWARDS:
         lines = (run / "metrics" / key).read_text().split("\n")
-        assert [int(line.split()[2]) for line in lines if line] == [1, 2]  # timestamp value step
+        assert [int(line.split()[2]) for line in lines if line] == [1, 2, 3, 4]  # timestamp value step
     assert (run / "params" / "learning_rate").read_text() == "0.003"
+    frozen = (run / "artifacts" / "grpolab" / "config.yaml").read_text()
+    assert frozen == (runs["mlflow"] / "config.yaml").read_text() and "format_progress" in frozen
     no_secret_under(store)
 
 
