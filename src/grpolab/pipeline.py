@@ -105,6 +105,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path, parts: Parts) -> tuple[Any, lis
     ro = cfg.rollouts
     hooks: list[Any] = [RunRecorder(cfg, run_dir, parts.reward_funcs), StopOnSignal(cfg.trainer.save_on_interrupt)]
     hooks.append(Console(list(cfg.reward), cfg.trainer.beta, cfg.verbose))
+    if cfg.trainer.skip_empty_steps:  # first: its count is in the logs before the recorder writes them
+        from grpolab.train.empty_steps import EmptyStepGuard
+
+        hooks.insert(0, EmptyStepGuard(run_dir))
     hooks.append(trl_seams.secrets_guard())  # no secret in what TRL, transformers and the trackers write
     if cfg.logger.name in ("mlflow", "wandb"):
         from grpolab.train.trackers import TrackerHook

@@ -175,6 +175,7 @@ class TrainerNode(TrainerSchema):
     """The trainer node: every GRPOConfig field, plus grpolab's own run-control switches."""
 
     save_on_interrupt: bool = True  # Ctrl-C / SIGTERM: save a checkpoint at the step boundary, then stop
+    skip_empty_steps: bool = True  # no optimizer step when the gradient is exactly 0 (grpolab.train.empty_steps)
     dynamic_sampling: DynamicSamplingSchema = field(default_factory=DynamicSamplingSchema)
     # activation checkpointing is the model group's fact (model.gradient_checkpointing); these two names
     # stay only so that `trainer.<name>=` is answered with that, by grpolab.config.checks_trainer

@@ -18,6 +18,7 @@ SAFE_KEYS = (
     "trainer.save_total_limit",
     "trainer.logging_steps",
     "trainer.save_on_interrupt",
+    "trainer.skip_empty_steps",
     "hardware.torch_threads",
     "hardware.main_process_port",
     "logger",
