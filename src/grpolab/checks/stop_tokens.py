@@ -32,7 +32,7 @@ def untrained(model: Any, tokenizer: Any, ids: list[int]) -> list[dict[str, Any]
     Call it with the full weights in hand (under ZeRO-3, inside a gather).
 
     Returns:
-        One ``{"id", "token", "twins", "like", "reason"}`` per untrained id, in the order given:
+        One ``{"id", "piece", "twins", "like", "reason"}`` per untrained id, in the order given:
         ``twins`` is the number of other rows within cosine ``SIMILAR`` and ``like`` up to three of
         their tokens.
     """
@@ -51,7 +51,7 @@ def untrained(model: Any, tokenizer: Any, ids: list[int]) -> list[dict[str, Any]
                 continue
             token = tokenizer.convert_ids_to_tokens(i)
             if float(norms[i]) <= ZERO * median:
-                found.append({"id": i, "token": token, "twins": 0, "like": [], "reason": "its row is zero"})
+                found.append({"id": i, "piece": token, "twins": 0, "like": [], "reason": "its row is zero"})
                 continue
             cos = (rows @ rows[i]) / (norms * norms[i]).clamp_min(1e-12)
             cos[i] = -1.0
@@ -59,7 +59,7 @@ def untrained(model: Any, tokenizer: Any, ids: list[int]) -> list[dict[str, Any]
             if twins >= CLUSTER:
                 like = [tokenizer.convert_ids_to_tokens(int(j)) for j in cos.topk(3).indices]
                 reason = f"its row is the same vector (cosine >= {SIMILAR}) as {twins:,} other tokens', e.g. {like}"
-                found.append({"id": i, "token": token, "twins": twins, "like": like, "reason": reason})
+                found.append({"id": i, "piece": token, "twins": twins, "like": like, "reason": reason})
     return found
 
 
@@ -79,12 +79,12 @@ def turn_enders(tokenizer: Any, stops: list[int]) -> list[int]:
 def warning(found: list[dict[str, Any]], ended: float, max_tokens: int) -> str:
     """The log, run.json and card message for untrained stop tokens, with what to do.
 
-    >>> text = warning([{"id": 106, "token": "<end_of_turn>", "reason": "its row is zero"}], 0.0, 48)
+    >>> text = warning([{"id": 106, "piece": "<end_of_turn>", "reason": "its row is zero"}], 0.0, 48)
     >>> text.split(". ")[1].split("; ")
     ['<end_of_turn> (id 106) looks untrained in this model (its row is zero), so the model almost never emits it', \
 '0% of the sampled completions ended before 48 tokens']
     """
-    names = "; ".join(f"{f['token']} (id {f['id']}) looks untrained in this model ({f['reason']})" for f in found)
+    names = "; ".join(f"{f['piece']} (id {f['id']}) looks untrained in this model ({f['reason']})" for f in found)
     return (
         f"preflight: STOP TOKEN NEVER LEARNED. {names}, so the model almost never emits it; "
         f"{ended:.0%} of the sampled completions ended before {max_tokens} tokens. A reward that needs the "

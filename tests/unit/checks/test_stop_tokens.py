@@ -68,7 +68,7 @@ def test_a_row_shared_by_reserved_tokens_is_flagged_with_its_twins(tiny: Any) ->
     reserve(model, [eos, *others])
     found = stop_tokens.untrained(model, tok, [eos, eos, 5])
     assert [f["id"] for f in found] == [eos], "duplicates once; an ordinary row is not flagged"
-    assert found[0]["token"] == tok.convert_ids_to_tokens(eos)
+    assert found[0]["piece"] == tok.convert_ids_to_tokens(eos)
     assert found[0]["twins"] == len(others) and len(found[0]["like"]) == 3
     assert set(found[0]["like"]) <= {tok.convert_ids_to_tokens(i) for i in others}
     # fewer twins than CLUSTER: an ordinary near-duplicate pair, not a reserved block
@@ -84,7 +84,7 @@ def test_a_zero_row_is_flagged(tiny: Any) -> None:
     with torch.no_grad():
         model.get_output_embeddings().weight[7] = 0.0
     assert stop_tokens.untrained(model, tok, [7, 99999]) == [
-        {"id": 7, "token": tok.convert_ids_to_tokens(7), "twins": 0, "like": [], "reason": "its row is zero"}
+        {"id": 7, "piece": tok.convert_ids_to_tokens(7), "twins": 0, "like": [], "reason": "its row is zero"}
     ]
 
 

@@ -223,7 +223,7 @@ def test_card_cautions_about_a_stop_token_the_model_never_learned(tmp_path: Path
     run_dir = golden_run(tmp_path)
     from grpolab.checks.stop_tokens import warning
 
-    found = [{"id": 106, "token": "<end_of_turn>", "twins": 400, "like": [], "reason": "its row is zero"}]
+    found = [{"id": 106, "piece": "<end_of_turn>", "twins": 400, "like": [], "reason": "its row is zero"}]
     sampled = {"prompts": 2, "group_size": 8, "groups_with_signal": 2, "signal": True, "rewards": {}}
     runinfo.update_run(run_dir, preflight={"sampled": {**sampled, "stop_warning": warning(found, 0.0, 48)}})
     text = load_card(write_card(run_dir).parent)
