@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run([*cmd, f"hydra.run.dir={run_dir}"], cwd=REPO, check=True)
     rows = read_rows(run_dir)
     record = json.loads((run_dir / "run.json").read_text())
-    wall = record.get("metrics", {}).get("train_runtime")
+    wall = record.get("train_runtime_s")
     title = "google/gemma-3-270m (base, dequantized Q4_K_M), GRPO on 2 CPU cores"
     plot(rows, Path(args.plot), title + (f": {wall / 60:.0f} min" if wall else ""))
     for key, label in CURVES:
