@@ -153,7 +153,8 @@ def test_plan_against_measured_peak_rss(gemma_run: tuple[Path, int], gemma_dir: 
 
     from hydra import compose, initialize_config_dir
 
-    from grpolab.checks.plan import GIB, estimate, meta_arch, setup_of
+    from grpolab.checks.arch import meta_arch
+    from grpolab.checks.plan import GIB, estimate, setup_of
     from grpolab.config.schemas import register
     from grpolab.train.data import build_datasets
     from grpolab.train.models import load_tokenizer

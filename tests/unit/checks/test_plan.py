@@ -12,7 +12,8 @@ from conftest import REPO, assert_ok, run_train
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from grpolab.checks.plan import GIB, Arch, assume_hardware, build_plan, estimate, meta_arch, read_arch, setup_of, table
+from grpolab.checks.arch import Arch, meta_arch, read_arch
+from grpolab.checks.plan import GIB, assume_hardware, build_plan, estimate, setup_of, table
 from grpolab.config.schemas import register
 
 register()
@@ -132,7 +133,7 @@ def test_meta_counts_match_deepspeeds_count_on_the_real_tiny_model() -> None:
     from deepspeed.runtime.zero.stage3 import model_to_params
     from transformers import AutoModelForCausalLM
 
-    from grpolab.checks.plan import model_config
+    from grpolab.checks.arch import model_config
 
     cfg = composed()
     real = AutoModelForCausalLM.from_config(model_config(cfg.model))  # real tensors: data_ptr dedupes tied weights

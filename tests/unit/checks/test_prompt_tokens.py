@@ -9,7 +9,8 @@ from conftest import REPO
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from grpolab.checks.plan import build_plan, meta_arch, setup_of
+from grpolab.checks.arch import meta_arch
+from grpolab.checks.plan import build_plan, setup_of
 from grpolab.checks.prompt_tokens import PROMPT_TOKENS, prompt_tokens
 from grpolab.config.schemas import register
 
