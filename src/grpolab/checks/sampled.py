@@ -71,7 +71,11 @@ def check_model(
     with _gathered(model):
         batch = sample_batch(model, tokenizer, rows, cfg)
         stops = generation_settings(cfg, model, tokenizer)["eos_token_id"]
-        untrained = stop_tokens.untrained(model, tokenizer, stops)
+        try:
+            untrained = stop_tokens.untrained(model, tokenizer, stops)
+        except Exception as e:  # a model whose output embedding cannot be read (wrapped, sharded): say so, go on
+            log.info("preflight: could not read the output embedding to check the stop tokens (%r)", e)
+            untrained = []
     scores = {f.__name__: score(f, batch) for f in funcs}
     seconds = time.perf_counter() - start
     weights = {name: schedule(1) for name, schedule in from_config(cfg.reward).items()}
