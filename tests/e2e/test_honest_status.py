@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, assert_ok, run_train
+from conftest import REPO, assert_ok, run_train, small_disk
 
 HONEST = REPO / "tests" / "fixtures" / "honest"
 BASE = ["debug=smoke"]
@@ -150,12 +150,7 @@ def test_a_run_cut_short_in_its_final_save_can_be_finished(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_a_full_disk_fails_the_run_naming_the_directory_and_resume_finishes_it(tmp_path: Path) -> None:
     """A real small filesystem: the run fails once, says where and how much, keeps its last checkpoint, resumes."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(mount)], check=True)
-    try:
+    with small_disk(tmp_path, "1600k") as mount:
         run_dir = mount / "run"
         proc = run_train(
             *BASE, "preflight=skip", "trainer.max_steps=4", "trainer.save_steps=1", f"hydra.run.dir={run_dir}"
@@ -173,5 +168,3 @@ def test_a_full_disk_fails_the_run_naming_the_directory_and_resume_finishes_it(t
         assert_ok(run_train(f"resume={run_dir}"))
         rec = record(run_dir)
         assert rec["status"] == "completed" and rec["global_step"] == 4
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)

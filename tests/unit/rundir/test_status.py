@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import small_disk
 
 from grpolab.errors import Interrupted, UserError
 from grpolab.rundir import runinfo
@@ -90,19 +91,11 @@ def test_the_card_says_failed(smoke_run: Path, tmp_path: Path) -> None:
 
 def test_every_way_a_full_disk_is_worded_reads_as_a_full_disk(tmp_path: Path) -> None:
     """Real writes onto a real 64 KiB filesystem: Python's ENOSPC, and torch.save's zip writer, which says neither."""
-    import os
-    import subprocess
-
     import torch
 
     from grpolab.rundir.status import disk_full
 
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
+    with small_disk(tmp_path, "64k") as mount:
         with pytest.raises(OSError) as plain:
             (mount / "a.bin").write_bytes(b"x" * 200_000)
         (mount / "a.bin").unlink()
@@ -112,5 +105,3 @@ def test_every_way_a_full_disk_is_worded_reads_as_a_full_disk(tmp_path: Path) ->
         assert disk_full(plain.value) and disk_full(saved.value)
         assert not disk_full(RuntimeError("[enforce fail at inline_container.cc:1] file not found: x/data.pkl"))
         assert not disk_full(ValueError("boom")) and not disk_full(None)
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount)], check=True)  # torch may still hold its file open
